@@ -1,0 +1,137 @@
+"""JSON API (session or token auth), documented by the OpenAPI schema at /api/schema/."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import APIException, NotFound, PermissionDenied
+from rest_framework.parsers import MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from search import events, roles, selectors
+from search.models import Listing
+from search.services import ingest, listings
+from search.uploads import UploadRejected
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """Every API error is {"error": "<one clear sentence>", "detail": ...}."""
+    if isinstance(exc, DjangoValidationError):
+        return Response({"error": "; ".join(exc.messages), "detail": exc.messages}, status=400)
+    response = drf_exception_handler(exc, context)
+    if response is not None:
+        detail = response.data
+        text = detail.get("detail") if isinstance(detail, dict) and "detail" in detail else detail
+        response.data = {"error": str(text) if not isinstance(text, str) else text, "detail": detail}
+    return response
+
+
+class ListingSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    photo_count = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Listing
+        fields = [
+            "id",
+            "external_id",
+            "title",
+            "address",
+            "zipcode",
+            "bedrooms",
+            "bathrooms",
+            "area",
+            "price",
+            "owner",
+            "created_at",
+            "photo_count",
+        ]
+        read_only_fields = ["id", "owner", "created_at", "photo_count"]
+
+
+class OutcomeSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    name = serializers.CharField()
+    status = serializers.ChoiceField(choices=["accepted", "duplicate", "rejected"])
+    detail = serializers.CharField()
+    photo_id = serializers.IntegerField(allow_null=True)
+    duplicate_of = serializers.IntegerField(allow_null=True)
+
+
+class UploadResultSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    job = serializers.IntegerField(allow_null=True)
+    outcomes = OutcomeSerializer(many=True)
+
+
+class UploadSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    files = serializers.ListField(child=serializers.FileField(), help_text="photos or zip files")
+
+
+class ListingListApi(APIView):
+    @extend_schema(responses=ListingSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        """Listings the caller may see."""
+        data = ListingSerializer(selectors.listings_visible(request.user)[:500], many=True).data
+        return Response(data)
+
+    @extend_schema(request=ListingSerializer, responses={201: ListingSerializer})
+    def post(self, request: Request) -> Response:
+        """Create a listing owned by the caller."""
+        if not roles.can(request.user, roles.UPLOAD):
+            raise PermissionDenied("Only realtors can create listings.")
+        ser = ListingSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        listing = listings.listing_create(owner=request.user, **ser.validated_data)
+        return Response(ListingSerializer(selectors.listing_viewable(request.user, listing.pk)).data, 201)
+
+
+class ListingDetailApi(APIView):
+    @extend_schema(responses=ListingSerializer)
+    def get(self, request: Request, listing_id: int) -> Response:
+        """One listing."""
+        listing = selectors.listing_viewable(request.user, listing_id)
+        if listing is None:
+            raise NotFound("No such listing, or it is not yours.")
+        return Response(ListingSerializer(listing).data)
+
+
+class QueueUnavailable(APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "The job queue is unavailable; try again shortly."
+
+
+class ListingPhotosApi(APIView):
+    parser_classes = [MultiPartParser]
+
+    @extend_schema(request={"multipart/form-data": UploadSerializer}, responses={201: UploadResultSerializer})
+    def post(self, request: Request, listing_id: int) -> Response:
+        """Upload photos or zips to the caller's listing; returns per-file outcomes and the job id."""
+        listing = selectors.listing_editable(request.user, listing_id)
+        if listing is None:
+            raise PermissionDenied("You can only upload photos to your own listings.")
+        files = request.FILES.getlist("files")
+        if not files:
+            return Response({"error": "send at least one file in the 'files' field"}, status=400)
+        try:
+            result = ingest.photo_ingest(
+                listing=listing, uploader=request.user, items=[(f.name or "upload", f) for f in files]
+            )
+        except UploadRejected as exc:
+            return Response({"error": f"upload refused: {exc}"}, status=400)
+        payload = {"job": result.job.pk if result.job else None, "outcomes": [o.as_dict() for o in result.outcomes]}
+        return Response(payload, status=201)
+
+
+class JobApi(APIView):
+    def get(self, request: Request, job_id: int) -> Response:
+        """A job's snapshot (same shape as the websocket messages)."""
+        job = selectors.job_viewable(request.user, job_id)
+        if job is None:
+            raise NotFound("No such job, or it is not yours.")
+        data = events.job_snapshot(job)
+        data["items"] = selectors.job_items(job)
+        return Response(data)

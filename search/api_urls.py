@@ -1,0 +1,16 @@
+"""URLs of the JSON API."""
+
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView
+from rest_framework.authtoken.views import obtain_auth_token
+
+from search import api
+
+urlpatterns = [
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("token/", obtain_auth_token, name="api-token"),
+    path("listings/", api.ListingListApi.as_view(), name="api-listings"),
+    path("listings/<int:listing_id>/", api.ListingDetailApi.as_view(), name="api-listing"),
+    path("listings/<int:listing_id>/photos/", api.ListingPhotosApi.as_view(), name="api-listing-photos"),
+    path("jobs/<int:job_id>/", api.JobApi.as_view(), name="api-job"),
+]

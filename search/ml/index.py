@@ -1,0 +1,422 @@
+"""FAISS inner-product vector index keyed by stable int64 ids (database primary keys).
+
+Design (why it looks like this):
+- FAISS positions ("labels") are append-only; the id <-> label mapping lives in numpy arrays next to the
+  FAISS index, so replace and remove work the same way for every kind and ids can be any int64 >= 0.
+- kind "flat" (exact ``IndexFlatIP``) removes vectors physically (``remove_ids`` keeps the order of the
+  survivors, so labels are renumbered with a cumulative sum).
+- kind "hnsw" (``IndexHNSWFlat``) cannot delete graph nodes, so removed labels become tombstones that are
+  filtered *inside* FAISS with an ``IDSelectorBitmap`` (no over-fetch guesswork, still k results when k live
+  ones are reachable) and, as defence in depth, again after the search. When tombstones exceed
+  ``tombstone_rebuild_fraction`` the index is rebuilt from the stored vectors.
+
+Memory per vector (d = dim, float32):
+- flat: 4*d (FAISS codes) + 8 (label -> id) + 16 (sorted id/label arrays) = 4*d + 24 bytes
+  (d=256: 1048 B, d=1280: 5144 B).
+- hnsw, M = hnsw_m: 4*d + ~(2*M*4 * 1.03 + 4 + 8) graph + 24 bookkeeping = 4*d + ~300 bytes for M=32
+  (d=256: ~1.35 kB, d=1280: ~5.4 kB). Tombstones cost their full size until the next rebuild.
+Measured numbers are in bench/README.md ("Index scale").
+
+Concurrency: one writer at a time; concurrent searches are fine while nobody mutates the object.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING, Any, Protocol
+
+import faiss
+import numpy as np
+
+if TYPE_CHECKING:  # re-exported lazily below so `from search.ml.index import IndexStore` works
+    from search.ml.index_store import IndexStore, IndexVersionInfo
+
+KINDS = ("flat", "hnsw")
+FORMAT_VERSION = 1
+_MAGIC = b"FSVIDX01"
+_PAD_SCORE = np.float32(-np.inf)
+
+
+class IndexCorrupt(RuntimeError):
+    """A stored index could not be verified or parsed."""
+
+
+class IndexMissing(IndexCorrupt):
+    """The store holds no version at all (build one from the database)."""
+
+
+class IndexLocked(RuntimeError):
+    """Another holder owns the store's reindex lock."""
+
+
+class ByteSink(Protocol):
+    def write(self, data: bytes, /) -> Any: ...
+
+
+class ByteSource(Protocol):
+    def read(self, n: int, /) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """Index parameters; serialisable with ``dataclasses.asdict``."""
+
+    dim: int
+    exact_threshold: int = 50_000  # n < threshold: exact flat; n >= threshold: HNSW (see bench/README.md)
+    hnsw_m: int = 32
+    ef_construction: int = 80
+    ef_search: int = 128
+    tombstone_rebuild_fraction: float = 0.2  # hnsw: rebuild once this share of labels is dead
+    norm_tolerance: float = 1e-3  # |‖v‖ - 1| allowed for added vectors
+
+    def __post_init__(self) -> None:
+        if self.dim < 1 or self.hnsw_m < 2 or self.ef_construction < 1 or self.ef_search < 1:
+            raise ValueError(f"invalid IndexConfig: {self}")
+        if self.exact_threshold < 0 or not 0.0 < self.tombstone_rebuild_fraction <= 1.0:
+            raise ValueError(f"invalid IndexConfig: {self}")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> IndexConfig:
+        """Build from ``asdict`` output, ignoring unknown keys (forward compatible files)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def kind_for(self, n: int) -> str:
+        """Kind ``build_index`` picks for ``n`` vectors."""
+        return "flat" if n < self.exact_threshold else "hnsw"
+
+
+def _new_faiss(config: IndexConfig, kind: str) -> faiss.Index:
+    if kind == "flat":
+        return faiss.IndexFlatIP(config.dim)
+    if kind == "hnsw":
+        index = faiss.IndexHNSWFlat(config.dim, config.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = config.ef_construction
+        index.hnsw.efSearch = config.ef_search
+        return index
+    raise ValueError(f"unknown index kind {kind!r}; expected one of {KINDS}")
+
+
+def _as_ids(ids: np.ndarray) -> np.ndarray:
+    arr = np.asarray(ids)
+    if arr.ndim != 1 or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
+        raise ValueError(f"ids must be a 1-D integer array, got shape {arr.shape} dtype {arr.dtype}")
+    arr = arr.astype(np.int64, copy=False)
+    if arr.size and arr.min() < 0:
+        raise ValueError("ids must be >= 0 (-1 is the padding value)")
+    return arr
+
+
+def _as_matrix(x: np.ndarray, dim: int, what: str) -> np.ndarray:
+    arr = np.ascontiguousarray(x, dtype=np.float32)
+    if arr.ndim != 2 or arr.shape[1] != dim:
+        raise ValueError(f"{what} must have shape (N, {dim}), got {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{what} contain NaN or inf")
+    return arr
+
+
+def _keep_last(ids: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Drop duplicate ids in one batch; the last occurrence wins, as if added one by one."""
+    _, first_in_reversed = np.unique(ids[::-1], return_index=True)
+    keep = len(ids) - 1 - first_in_reversed
+    return ids[keep], vectors[keep]
+
+
+class VectorIndex:
+    """Inner-product index over L2-normalised float32 vectors with int64 ids (see module doc)."""
+
+    def __init__(self, config: IndexConfig, kind: str = "flat") -> None:
+        self.config = config
+        self.kind = kind
+        self._faiss: faiss.Index = _new_faiss(config, kind)
+        self._label_ids = np.empty(0, dtype=np.int64)  # (ntotal,) label -> id, -1 = tombstone
+        self._sorted_ids = np.empty(0, dtype=np.int64)  # (n_live,) ascending
+        self._sorted_labels = np.empty(0, dtype=np.int64)  # (n_live,) label of _sorted_ids[i]
+        self._n_dead = 0
+        self._bitmap: np.ndarray | None = None  # packed alive bitmap; FAISS keeps a raw pointer to it
+        self._selector: faiss.IDSelector | None = None
+
+    # ---- queries -------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self._sorted_ids.size)
+
+    def __contains__(self, id_: object) -> bool:
+        if not isinstance(id_, int | np.integer):
+            return False
+        return bool(self.contains(np.array([id_], dtype=np.int64))[0])
+
+    def __repr__(self) -> str:
+        return f"VectorIndex(kind={self.kind!r}, n={len(self)}, dim={self.config.dim}, dead={self._n_dead})"
+
+    def ids(self) -> np.ndarray:
+        """Live ids, ascending int64 copy."""
+        return self._sorted_ids.copy()
+
+    def contains(self, ids: np.ndarray) -> np.ndarray:
+        """Boolean mask: which of ``ids`` are live."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if self._sorted_ids.size == 0:
+            return np.zeros(ids.shape, dtype=bool)
+        pos = np.searchsorted(self._sorted_ids, ids)
+        found = self._sorted_ids[np.minimum(pos, self._sorted_ids.size - 1)]
+        return (pos < self._sorted_ids.size) & (found == ids)
+
+    @property
+    def n_tombstones(self) -> int:
+        """Dead HNSW labels still occupying memory (always 0 for flat)."""
+        return self._n_dead
+
+    @property
+    def needs_rebuild(self) -> bool:
+        """True when incremental growth/shrinkage left the index on the wrong kind for its size."""
+        n = len(self)
+        if self.kind == "flat":
+            return n >= self.config.exact_threshold
+        return n < self.config.exact_threshold // 2  # hysteresis: no flip-flopping at the threshold
+
+    def vectors(self, ids: np.ndarray) -> np.ndarray:
+        """Stored vectors for live ``ids`` (N, dim); KeyError if one is not live."""
+        ids = _as_ids(ids)
+        mask = self.contains(ids)
+        if not mask.all():
+            raise KeyError(f"ids not in index: {ids[~mask][:10].tolist()}")
+        labels = self._sorted_labels[np.searchsorted(self._sorted_ids, ids)]
+        if labels.size == 0:
+            return np.empty((0, self.config.dim), dtype=np.float32)
+        return np.asarray(self._faiss.reconstruct_batch(labels), dtype=np.float32)
+
+    def nbytes(self) -> int:
+        """Approximate resident bytes of the FAISS structures plus id bookkeeping."""
+        total = int(self._faiss.ntotal) * self.config.dim * 4
+        if self.kind == "hnsw":
+            hnsw = self._faiss.hnsw
+            total += hnsw.neighbors.size() * 4 + hnsw.levels.size() * 4 + hnsw.offsets.size() * 8
+        return total + self._label_ids.nbytes + self._sorted_ids.nbytes + self._sorted_labels.nbytes
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k by inner product: scores (Q, k) float32 and ids (Q, k) int64, padded with -inf / -1."""
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        q = _as_matrix(queries, self.config.dim, "queries")  # (Q, d)
+        if q.shape[0] == 0 or len(self) == 0:
+            return np.full((q.shape[0], k), _PAD_SCORE, np.float32), np.full((q.shape[0], k), -1, np.int64)
+        params = self._search_params(k)
+        if params is None:
+            scores, labels = self._faiss.search(q, k)
+        else:
+            scores, labels = self._faiss.search(q, k, params=params)
+        ids = np.where(labels >= 0, self._label_ids[np.maximum(labels, 0)], -1)  # (Q, k)
+        ok = ids >= 0
+        if not ok.all():  # only after tombstones or short results: move padding to the end of each row
+            order = np.argsort(~ok, axis=1, kind="stable")
+            ids, scores, ok = (np.take_along_axis(a, order, axis=1) for a in (ids, scores, ok))
+            scores[~ok] = _PAD_SCORE
+            ids[~ok] = -1
+        return scores.astype(np.float32, copy=False), ids
+
+    def _search_params(self, k: int) -> faiss.SearchParameters | None:
+        if self.kind != "hnsw" or (self._n_dead == 0 and k <= self.config.ef_search):
+            return None  # fast path: efSearch is already set on the index
+        params = faiss.SearchParametersHNSW()
+        params.efSearch = max(self.config.ef_search, k)
+        if self._n_dead:
+            params.sel = self._alive_selector()
+        return params
+
+    def _alive_selector(self) -> faiss.IDSelector:
+        if self._selector is None:
+            alive = self._label_ids >= 0
+            self._bitmap = np.packbits(alive, bitorder="little")  # FAISS reads bit (i & 7) of byte i >> 3
+            self._selector = faiss.IDSelectorBitmap(alive.size, faiss.swig_ptr(self._bitmap))
+        return self._selector
+
+    # ---- mutations -----------------------------------------------------------------------------
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Add or replace vectors (N, dim), L2-normalised, under ids (N,)."""
+        ids = _as_ids(ids)
+        vecs = _as_matrix(vectors, self.config.dim, "vectors")  # (N, d)
+        if vecs.shape[0] != ids.size:
+            raise ValueError(f"{ids.size} ids but {vecs.shape[0]} vectors")
+        norms = np.linalg.norm(vecs, axis=1)
+        if ids.size and np.abs(norms - 1.0).max() > self.config.norm_tolerance:
+            raise ValueError("vectors must be L2-normalised (inner product == cosine)")
+        if ids.size == 0:
+            return
+        ids, vecs = _keep_last(ids, vecs)
+        self._drop(ids[self.contains(ids)])  # replace = remove old copy, append new one
+        start = int(self._faiss.ntotal)
+        self._faiss.add(vecs)
+        labels = np.arange(start, start + ids.size, dtype=np.int64)
+        self._label_ids = np.concatenate([self._label_ids, ids])
+        pos = np.searchsorted(self._sorted_ids, ids)  # ids are sorted by _keep_last (np.unique)
+        self._sorted_ids = np.insert(self._sorted_ids, pos, ids)
+        self._sorted_labels = np.insert(self._sorted_labels, pos, labels)
+        self._invalidate_selector()
+
+    def remove(self, ids: np.ndarray) -> int:
+        """Remove ``ids``; unknown ids are ignored. Returns how many were removed."""
+        ids = np.unique(_as_ids(ids))
+        present = ids[self.contains(ids)]
+        self._drop(present)
+        if self._n_dead and self._n_dead > self.config.tombstone_rebuild_fraction * self._faiss.ntotal:
+            self.rebuild(kind=self.kind)
+        return int(present.size)
+
+    def rebuild(self, kind: str | None = None) -> None:
+        """Rebuild from the stored vectors, dropping tombstones; ``kind=None`` re-picks it by size."""
+        vecs = self.vectors(self._sorted_ids)  # (n_live, d)
+        ids = self._sorted_ids
+        fresh = VectorIndex(self.config, kind or self.config.kind_for(ids.size))
+        fresh.add(ids, vecs)
+        self.__dict__.update(fresh.__dict__)
+
+    def _drop(self, ids: np.ndarray) -> None:
+        """Remove live ``ids`` (unique, all present)."""
+        if ids.size == 0:
+            return
+        pos = np.searchsorted(self._sorted_ids, ids)
+        labels = self._sorted_labels[pos]
+        self._sorted_ids = np.delete(self._sorted_ids, pos)
+        self._sorted_labels = np.delete(self._sorted_labels, pos)
+        if self.kind == "flat":
+            self._faiss.remove_ids(faiss.IDSelectorBatch(labels))
+            keep = np.ones(self._label_ids.size, dtype=bool)
+            keep[labels] = False
+            new_label = np.cumsum(keep) - 1  # survivors keep their order, so labels shift down
+            self._label_ids = self._label_ids[keep]
+            self._sorted_labels = new_label[self._sorted_labels]
+        else:
+            self._label_ids[labels] = -1
+            self._n_dead += int(labels.size)
+        self._invalidate_selector()
+
+    def _invalidate_selector(self) -> None:
+        self._selector = None
+        self._bitmap = None
+
+    # ---- serialisation -------------------------------------------------------------------------
+    def save_to(self, sink: ByteSink) -> None:
+        """Stream the index: magic, header length, JSON header, label->id array, FAISS bytes."""
+        header = {
+            "format": FORMAT_VERSION,
+            "kind": self.kind,
+            "config": asdict(self.config),
+            "n_labels": int(self._label_ids.size),
+        }
+        raw = json.dumps(header, sort_keys=True).encode()
+        sink.write(_MAGIC + struct.pack("<Q", len(raw)) + raw)
+        sink.write(self._label_ids.astype("<i8", copy=False).tobytes())
+        writer = faiss.PyCallbackIOWriter(sink.write)
+        faiss.write_index(self._faiss, writer)
+        del writer  # flushes the writer's buffer into sink
+
+    @classmethod
+    def load_from(cls, source: ByteSource) -> VectorIndex:
+        """Inverse of ``save_to``; raises IndexCorrupt on any inconsistency."""
+        head = source.read(16)
+        if len(head) != 16 or head[:8] != _MAGIC:
+            raise IndexCorrupt("not a flatsite vector index (bad magic)")
+        try:
+            header = json.loads(source.read(struct.unpack("<Q", head[8:])[0]))
+            config = IndexConfig.from_dict(header["config"])
+            index = cls(config, header["kind"])
+            n = int(header["n_labels"])
+            raw_labels = source.read(8 * n)
+            if len(raw_labels) != 8 * n:
+                raise IndexCorrupt("truncated label table")
+            index._faiss = faiss.read_index(faiss.PyCallbackIOReader(source.read))
+        except (ValueError, KeyError, TypeError, RuntimeError, struct.error) as exc:
+            raise IndexCorrupt(f"unreadable index: {exc}") from exc
+        index._restore(np.frombuffer(raw_labels, dtype="<i8").astype(np.int64))
+        return index
+
+    def _restore(self, label_ids: np.ndarray) -> None:
+        expected = faiss.IndexFlatIP if self.kind == "flat" else faiss.IndexHNSWFlat
+        if not isinstance(self._faiss, expected) or self._faiss.metric_type != faiss.METRIC_INNER_PRODUCT:
+            raise IndexCorrupt(
+                f"FAISS index type {type(self._faiss).__name__} does not match kind {self.kind}"
+            )
+        if self._faiss.ntotal != label_ids.size or self._faiss.d != self.config.dim:
+            raise IndexCorrupt("FAISS index does not match its label table")
+        if self.kind == "hnsw":
+            self._faiss.hnsw.efSearch = self.config.ef_search
+        live = np.flatnonzero(label_ids >= 0)
+        order = np.argsort(label_ids[live], kind="stable")
+        self._sorted_labels = live[order].astype(np.int64)
+        self._sorted_ids = label_ids[self._sorted_labels]
+        if self._sorted_ids.size > 1 and (np.diff(self._sorted_ids) == 0).any():
+            raise IndexCorrupt("duplicate ids in label table")
+        self._label_ids = label_ids
+        self._n_dead = int(label_ids.size - live.size)
+
+
+def build_index(ids: np.ndarray, vectors: np.ndarray, config: IndexConfig) -> VectorIndex:
+    """Build a fresh index, exact below ``config.exact_threshold`` vectors and HNSW above."""
+    index = VectorIndex(config, config.kind_for(np.unique(_as_ids(ids)).size))
+    index.add(ids, vectors)
+    return index
+
+
+def plan_reconcile(index: VectorIndex, live_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(missing, extra): live ids absent from the index, and index ids no longer live."""
+    live_ids = np.unique(_as_ids(live_ids))
+    return live_ids[~index.contains(live_ids)], np.setdiff1d(index.ids(), live_ids, assume_unique=True)
+
+
+def reconcile(
+    index: VectorIndex,
+    live: Mapping[int, np.ndarray] | tuple[np.ndarray, np.ndarray],
+    check_vectors: bool = False,
+    atol: float = 1e-4,
+) -> dict[str, int]:
+    """Make index ids equal the live ids; a Mapping is only read for missing (or, checked, common) ids."""
+    if isinstance(live, tuple):
+        live_ids, live_vecs = _as_ids(live[0]), np.asarray(live[1])
+        lookup: Mapping[int, np.ndarray] = dict(zip(live_ids.tolist(), live_vecs, strict=True))
+    else:
+        live_ids, lookup = np.fromiter(live.keys(), dtype=np.int64, count=len(live)), live
+    missing, extra = plan_reconcile(index, live_ids)
+    removed = index.remove(extra)
+    updated = 0
+    if check_vectors:
+        common = np.setdiff1d(np.unique(live_ids), missing, assume_unique=True)
+        want = _stack(lookup, common, index.config.dim)  # (n_common, d)
+        changed = np.abs(index.vectors(common) - want).max(axis=1, initial=0.0) > atol
+        updated = int(changed.sum())
+        index.add(common[changed], want[changed])
+    index.add(missing, _stack(lookup, missing, index.config.dim))
+    return {"added": int(missing.size), "removed": removed, "updated": updated}
+
+
+def _stack(lookup: Mapping[int, np.ndarray], ids: np.ndarray, dim: int) -> np.ndarray:
+    if ids.size == 0:
+        return np.empty((0, dim), dtype=np.float32)
+    return np.stack([np.asarray(lookup[int(i)], dtype=np.float32) for i in ids])
+
+
+def __getattr__(name: str) -> Any:
+    """Lazy re-export of the store API (index_store imports this module, so no eager import here)."""
+    if name in ("IndexStore", "IndexVersionInfo"):
+        from search.ml import index_store
+
+        return getattr(index_store, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "KINDS",
+    "IndexConfig",
+    "IndexCorrupt",
+    "IndexLocked",
+    "IndexMissing",
+    "IndexStore",
+    "IndexVersionInfo",
+    "VectorIndex",
+    "build_index",
+    "plan_reconcile",
+    "reconcile",
+]

@@ -1,0 +1,177 @@
+"""Listings, photos, jobs and the derived data registered for them."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Listing(models.Model):
+    """One property advertised by one agent."""
+
+    external_id = models.CharField(max_length=128, blank=True, default="")
+    title = models.CharField(max_length=255)
+    address = models.CharField(max_length=255, blank=True, default="")
+    zipcode = models.CharField(max_length=16, blank=True, default="")
+    bedrooms = models.PositiveSmallIntegerField(null=True, blank=True)
+    bathrooms = models.DecimalField(max_digits=4, decimal_places=1, null=True, blank=True)
+    area = models.PositiveIntegerField(null=True, blank=True, help_text="square feet")
+    price = models.PositiveBigIntegerField(null=True, blank=True)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="listings")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [
+            ("view_any_listing", "See and edit every listing, not only one's own"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "external_id"],
+                condition=~Q(external_id=""),
+                name="listing_external_id_unique_per_owner",
+            ),
+            models.CheckConstraint(condition=~Q(title=""), name="listing_title_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class Job(models.Model):
+    """A long operation (ingest, extract, reindex, cluster, train) and its live progress."""
+
+    class Kind(models.TextChoices):
+        INGEST = "ingest"
+        EXTRACT = "extract"
+        REINDEX = "reindex"
+        CLUSTER = "cluster"
+        TRAIN = "train"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    FINAL_STATES = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    done = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0)
+    message = models.CharField(max_length=500, blank=True, default="")
+    params = models.JSONField(default=dict, blank=True)
+    result = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True, default="")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    cancel_requested = models.BooleanField(default=False)
+    worker = models.CharField(max_length=255, blank=True, default="")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(done__lte=models.F("total")), name="job_done_not_above_total"),
+        ]
+        indexes = [models.Index(fields=["status", "heartbeat_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} job #{self.pk} ({self.status})"
+
+    @property
+    def is_final(self) -> bool:
+        """Whether the job has reached a final state."""
+        return self.status in self.FINAL_STATES
+
+    @property
+    def percent(self) -> int:
+        """Progress in whole percent (100 for a finished job with no items)."""
+        if self.total == 0:
+            return 100 if self.is_final else 0
+        return min(100, int(100 * self.done / self.total))
+
+
+class Photo(models.Model):
+    """One uploaded photo of a listing; the stored derivative is normalised and metadata-free."""
+
+    class Status(models.TextChoices):
+        RECEIVED = "received"
+        PROCESSED = "processed"
+        INDEXED = "indexed"
+        REJECTED = "rejected"
+        DUPLICATE = "duplicate"
+
+    FINAL_STATES = (Status.PROCESSED, Status.INDEXED, Status.REJECTED, Status.DUPLICATE)
+
+    listing = models.ForeignKey(Listing, on_delete=models.CASCADE, related_name="photos")
+    job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="photos")
+    uploader = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="photos")
+    original_name = models.CharField(max_length=255)
+    original_path = models.CharField(max_length=255, blank=True, default="", help_text="private, relative")
+    image_path = models.CharField(max_length=255, blank=True, default="", help_text="normalised JPEG, media")
+    thumb_path = models.CharField(max_length=255, blank=True, default="")
+    sha256_bytes = models.CharField(max_length=64, db_index=True)
+    sha256_pixels = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    phash = models.CharField(max_length=16, blank=True, default="", help_text="64-bit DCT hash, hex")
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
+    reject_reason = models.CharField(max_length=500, blank=True, default="")
+    duplicate_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="copies"
+    )
+    room_tag = models.CharField(max_length=32, blank=True, default="", help_text="ground-truth room type")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        permissions = [
+            ("search_photos", "Search all photos for matches"),
+            ("review_clusters", "Review, name and edit photo clusters"),
+            ("manage_jobs", "Start and cancel extraction, indexing, clustering and training jobs"),
+        ]
+        constraints = [
+            # One stored copy per distinct picture: later copies link to it instead.
+            models.UniqueConstraint(
+                fields=["sha256_pixels"],
+                condition=Q(duplicate_of__isnull=True) & ~Q(sha256_pixels=""),
+                name="photo_pixels_stored_once",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="rejected") | ~Q(reject_reason=""), name="photo_rejected_has_reason"
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="duplicate") | Q(duplicate_of__isnull=False),
+                name="photo_duplicate_has_original",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["received", "rejected"]) | ~Q(image_path=""),
+                name="photo_processed_has_image",
+            ),
+        ]
+        indexes = [models.Index(fields=["status"]), models.Index(fields=["job", "status"])]
+
+    def __str__(self) -> str:
+        return f"photo #{self.pk} {self.original_name}"
+
+    @property
+    def is_final(self) -> bool:
+        """Whether processing of this photo has finished (either way)."""
+        return self.status in self.FINAL_STATES
+
+    @property
+    def stored(self) -> Photo:
+        """The photo whose files hold this picture (itself, or the original it duplicates)."""
+        return self.duplicate_of if self.duplicate_of_id and self.duplicate_of else self

@@ -1,0 +1,88 @@
+"""Read-only queries of the search app."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Count, Q, QuerySet
+
+from search import roles
+from search.models import Job, Listing, Photo
+
+
+def listings_visible(user: Any) -> QuerySet[Listing]:
+    """Listings a user may see in listing pages: their own, or all for admins and moderators."""
+    qs = Listing.objects.annotate(photo_count=Count("photos")).select_related("owner")
+    if roles.can(user, roles.VIEW_ANY_LISTING) or roles.can(user, roles.REVIEW):
+        return qs
+    return qs.filter(owner=user)
+
+
+def listing_editable(user: Any, listing_id: int) -> Listing | None:
+    """The listing if the user may edit it and upload to it, else None."""
+    if not roles.can(user, roles.UPLOAD):
+        return None
+    qs = Listing.objects.filter(pk=listing_id)
+    if not roles.can(user, roles.VIEW_ANY_LISTING):
+        qs = qs.filter(owner=user)
+    return qs.first()
+
+
+def listing_viewable(user: Any, listing_id: int) -> Listing | None:
+    """The listing if the user may see its page."""
+    return listings_visible(user).filter(pk=listing_id).first()
+
+
+def listing_photos(listing: Listing) -> QuerySet[Photo]:
+    """Photos of a listing, with originals for copies."""
+    return listing.photos.select_related("duplicate_of", "duplicate_of__listing").order_by("id")
+
+
+def photo_viewable(user: Any, photo_id: int) -> Photo | None:
+    """A photo whose derivatives the user may see: searchers see every processed photo."""
+    qs = Photo.objects.select_related("listing").filter(pk=photo_id)
+    if roles.can(user, roles.SEARCH):
+        return qs.first()
+    return qs.filter(listing__owner=user).first() if user.is_authenticated else None
+
+
+def jobs_visible(user: Any) -> QuerySet[Job]:
+    """Jobs a user may watch: their own, or all for admins."""
+    qs = Job.objects.select_related("created_by")
+    if roles.can(user, roles.MANAGE_JOBS):
+        return qs
+    return qs.filter(created_by=user) if user.is_authenticated else qs.none()
+
+
+def job_viewable(user: Any, job_id: int) -> Job | None:
+    """The job if the user may watch it."""
+    return jobs_visible(user).filter(pk=job_id).first()
+
+
+def job_items(job: Job, limit: int = 500) -> list[dict[str, Any]]:
+    """Per-photo state of a job (for its detail page)."""
+    photos = job.photos.select_related("duplicate_of").order_by("id")[:limit]
+    return [
+        {
+            "id": p.pk,
+            "name": p.original_name,
+            "status": p.status,
+            "reason": p.reject_reason,
+            "duplicate_of": p.duplicate_of_id,
+        }
+        for p in photos
+    ]
+
+
+def photo_counts(listing_ids: list[int] | None = None) -> dict[str, int]:
+    """Photos by status (optionally for some listings)."""
+    qs = Photo.objects.all()
+    if listing_ids is not None:
+        qs = qs.filter(listing_id__in=listing_ids)
+    rows = qs.values("status").annotate(n=Count("id"))
+    return {row["status"]: row["n"] for row in rows}
+
+
+def photos_search_scope(user: Any) -> Q:
+    """Filter of the photos a user's searches may return."""
+    return Q() if roles.can(user, roles.SEARCH) else Q(pk__in=[])

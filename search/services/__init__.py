@@ -1,0 +1,1 @@
+"""Services: every write of the search app goes through here."""

@@ -1,0 +1,25 @@
+"""Celery tasks: thin doors that claim a job row and call one service."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from search.models import Job
+from search.services import ingest, jobs
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def photos_process(job_id: int) -> None:
+    """Normalise the photos of an ingest job (idempotent: a redelivery finds nothing to claim)."""
+    if jobs.job_claim(job_id) is None:
+        return
+    ingest.job_ingest_run(job_id)
+
+
+@shared_task(ignore_result=True)
+def jobs_reconcile() -> dict[str, int]:
+    """Periodic: requeue jobs whose worker died or whose queue message was lost."""
+    return jobs.jobs_reconcile()
+
+
+jobs.ENQUEUERS[Job.Kind.INGEST] = lambda job_id: photos_process.delay(job_id)

@@ -1,0 +1,17 @@
+"""URLs of the search app's pages."""
+
+from django.urls import path
+
+from search import views
+
+urlpatterns = [
+    path("", views.home, name="search-home"),
+    path("listings/", views.listing_list, name="search-listings"),
+    path("listings/new/", views.listing_create, name="search-listing-create"),
+    path("listings/<int:listing_id>/", views.listing_detail, name="search-listing"),
+    path("listings/<int:listing_id>/upload/", views.listing_upload, name="search-listing-upload"),
+    path("jobs/", views.job_list, name="search-jobs"),
+    path("jobs/<int:job_id>/", views.job_detail, name="search-job"),
+    path("jobs/<int:job_id>/cancel/", views.job_cancel, name="search-job-cancel"),
+    path("photos/<int:photo_id>/<str:variant>.jpg", views.photo_file, name="search-photo-file"),
+]

@@ -1,0 +1,1 @@
+"""Training runs of the GAN encoder (see issue: GAN encoder training)."""

@@ -126,7 +126,30 @@ class ListingPhotosApi(APIView):
         return Response(payload, status=201)
 
 
+class JobItemSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    status = serializers.CharField()
+    reason = serializers.CharField()
+    duplicate_of = serializers.IntegerField(allow_null=True)
+
+
+class JobSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    id = serializers.IntegerField()
+    kind = serializers.CharField()
+    status = serializers.CharField()
+    done = serializers.IntegerField()
+    total = serializers.IntegerField()
+    percent = serializers.IntegerField()
+    message = serializers.CharField()
+    error = serializers.CharField()
+    result = serializers.JSONField()
+    is_final = serializers.BooleanField()
+    items = JobItemSerializer(many=True)
+
+
 class JobApi(APIView):
+    @extend_schema(responses=JobSerializer)
     def get(self, request: Request, job_id: int) -> Response:
         """A job's snapshot (same shape as the websocket messages)."""
         job = selectors.job_viewable(request.user, job_id)

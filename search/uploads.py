@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from search.ml.normalise import ImageRejected, check_extension
+
 ZIP_SUFFIXES = (".zip",)
 CHUNK = 1 << 16
 
@@ -128,13 +130,15 @@ def _expand_entry(
     staged: Staged,
     seen: set[str],
 ) -> None:
-    shown = info.filename.replace("\x00", "?")[:200]
+    raw = getattr(info, "orig_filename", info.filename) or info.filename
+    shown = raw.replace("\x00", "?")[:200]
     try:
-        name = clean_name(info.filename, limits.max_name_length)
+        name = clean_name(raw, limits.max_name_length)
         if _is_symlink(info):
             raise ValueError("symbolic links are not accepted")
         if name.lower().endswith(ZIP_SUFFIXES):
             raise ValueError("nested archives are not accepted")
+        check_extension(name)
         if name.lower() in seen:
             raise ValueError("duplicate entry name in archive")
         if info.flag_bits & 0x1:
@@ -142,7 +146,7 @@ def _expand_entry(
         seen.add(name.lower())
         target = staging / uuid.uuid4().hex
         _extract_bounded(zf, info, target, limits)
-    except (ValueError, NotImplementedError, zipfile.BadZipFile, RuntimeError, OSError) as exc:
+    except (ValueError, ImageRejected, NotImplementedError, zipfile.BadZipFile, RuntimeError, OSError) as exc:
         staged.rejected.append((shown, str(exc)))
         return
     staged.files.append(StagedFile(name=name, path=target))

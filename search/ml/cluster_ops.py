@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import faiss
 import numpy as np
+import scipy.sparse
 from sklearn.decomposition import PCA
 from umap.layouts import optimize_layout_euclidean
-from umap.umap_ import compute_membership_strengths, make_epochs_per_sample, smooth_knn_dist
+from umap.umap_ import find_ab_params, make_epochs_per_sample, simplicial_set_embedding
 
 _CHUNK = 65_536
 _INT32_MIN = np.iinfo(np.int32).min + 1
@@ -48,6 +49,93 @@ def knn_search(base: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarra
     return idx.astype(np.int64), np.sqrt(np.maximum(dist2, 0.0)).astype(np.float32)
 
 
+def smooth_knn_dist(
+    dist: np.ndarray, local_connectivity: float, n_iter: int = 64
+) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised numpy port of umap's smooth_knn_dist (sigma, rho per row of (N, k) k-NN distances).
+
+    umap's version is a parallel numba kernel without on-disk cache: it costs ~10 s of JIT in every fresh
+    process (each Celery worker), while this one is instant and agrees to float rounding.
+    """
+    d = dist.astype(np.float64)
+    n, k = d.shape
+    positive = np.where(d > 0, d, np.inf)
+    first = positive.min(1)
+    rho = np.where(np.isfinite(first), first, 0.0) if local_connectivity >= 1.0 else np.zeros(n)
+    target = np.log2(k)
+    lo, hi, mid = np.zeros(n), np.full(n, np.inf), np.ones(n)
+    active = np.ones(n, dtype=bool)
+    for _ in range(n_iter):
+        gap = d[:, 1:] - rho[:, None]  # umap skips column 0 (the point itself in a self-k-NN)
+        psum = np.where(gap > 0, np.exp(-gap / mid[:, None]), 1.0).sum(1)
+        active &= np.abs(psum - target) >= 1e-5
+        if not active.any():
+            break
+        above = active & (psum > target)
+        below = active & ~(psum > target)
+        hi = np.where(above, mid, hi)
+        lo = np.where(below, mid, lo)
+        mid = np.where(above | (below & np.isfinite(hi)), (lo + hi) / 2.0, np.where(below, mid * 2.0, mid))
+    floor = 1e-3 * np.where(rho > 0, d.mean(1), d.mean())  # umap's MIN_K_DIST_SCALE
+    return np.maximum(mid, floor), rho
+
+
+def membership(
+    knn_idx: np.ndarray, knn_dist: np.ndarray, local_connectivity: float, bipartite: bool
+) -> np.ndarray:
+    """UMAP membership strengths (N, k) of each point's k-NN edges."""
+    sigma, rho = smooth_knn_dist(knn_dist, local_connectivity)
+    gap = knn_dist.astype(np.float64) - rho[:, None]
+    vals = np.where(
+        (gap <= 0) | (sigma[:, None] == 0),
+        1.0,
+        np.exp(-np.maximum(gap, 0.0) / np.maximum(sigma[:, None], 1e-300)),
+    )
+    if not bipartite:
+        vals[knn_idx == np.arange(len(knn_idx))[:, None]] = 0.0
+    return vals.astype(np.float32)
+
+
+def umap_fit(
+    data: np.ndarray,
+    knn: tuple[np.ndarray, np.ndarray],
+    dim: int,
+    min_dist: float,
+    n_epochs: int | None,
+    init: str | np.ndarray,
+    seed: int,
+) -> tuple[np.ndarray, tuple[float, float]]:
+    """Seeded UMAP (M, dim) from an exact self-k-NN, as umap.UMAP.fit does it; returns (emb, (a, b))."""
+    idx, _ = knn
+    vals = membership(idx, knn[1], 1.0, bipartite=False)
+    rows = np.repeat(np.arange(len(idx)), idx.shape[1])
+    graph = scipy.sparse.coo_matrix((vals.ravel(), (rows, idx.ravel())), shape=(len(idx), len(idx))).tocsr()
+    graph.eliminate_zeros()
+    transpose = graph.transpose().tocsr()
+    graph = (graph + transpose - graph.multiply(transpose)).tocoo()  # fuzzy union
+    a, b = find_ab_params(1.0, min_dist)
+    emb, _ = simplicial_set_embedding(
+        data,
+        graph,
+        dim,
+        1.0,
+        a,
+        b,
+        1.0,
+        5,
+        n_epochs,
+        init,
+        np.random.RandomState(seed),
+        "euclidean",
+        {},
+        False,
+        {},
+        False,
+        parallel=False,
+    )
+    return np.asarray(emb, dtype=np.float32), (float(a), float(b))
+
+
 def umap_transform(
     knn_idx: np.ndarray,
     knn_dist: np.ndarray,
@@ -62,21 +150,21 @@ def umap_transform(
     points fixed), but vectorised and fed with our exact k-NN, so it only needs arrays.
     """
     n, k = knn_idx.shape
-    dists = np.ascontiguousarray(knn_dist, dtype=np.float32)
-    sigmas, rhos = smooth_knn_dist(dists, float(k), local_connectivity=0.0)
-    rows, cols, vals, _ = compute_membership_strengths(knn_idx, dists, sigmas, rhos, bipartite=True)
-    weights = vals.reshape(n, k)  # (N, k): constant degree, row-major
+    weights = membership(knn_idx, knn_dist, 0.0, bipartite=True)  # (N, k)
     init = np.einsum("nk,nkd->nd", weights, tail[knn_idx]) / np.maximum(weights.sum(1, keepdims=True), 1e-12)
     exact = weights >= 1.0  # a fitted twin at distance rho: start on top of it, as umap does
     has_exact = exact.any(1)
     init[has_exact] = tail[knn_idx[has_exact, exact[has_exact].argmax(1)]]
+    vals = weights.ravel()
     keep = vals >= vals.max() / float(n_epochs)
+    rows = np.repeat(np.arange(n, dtype=np.int32), k)[keep]
+    cols = knn_idx.ravel().astype(np.int32)[keep]
     rng_state = np.random.RandomState(seed).randint(_INT32_MIN, _INT32_MAX, 3).astype(np.int64)
     return optimize_layout_euclidean(  # type: ignore[no-any-return]
         np.ascontiguousarray(init, dtype=np.float32),
         np.ascontiguousarray(tail, dtype=np.float32),
-        rows[keep],
-        cols[keep],
+        rows,
+        cols,
         n_epochs,
         len(tail),
         make_epochs_per_sample(vals[keep], n_epochs),

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
@@ -20,7 +19,6 @@ from typing import Any
 
 import hdbscan
 import numpy as np
-import umap
 
 from search.ml import cluster_ops as ops
 
@@ -180,23 +178,10 @@ def _fit_umap(
     cfg: ClusterConfig,
     init: str | np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded UMAP on precomputed exact k-NN; returns (embedding (M, dim) float32, (a, b))."""
-    reducer = umap.UMAP(
-        n_neighbors=cfg.umap_neighbors,
-        n_components=dim,
-        min_dist=min_dist,
-        n_epochs=cfg.umap_epochs,
-        init=init,
-        random_state=cfg.seed,
-        n_jobs=1,
-        precomputed_knn=(knn[0], knn[1], None),
-    )
-    with warnings.catch_warnings():
-        # we never call reducer.transform (we keep arrays instead), so the missing search index is fine
-        warnings.filterwarnings("ignore", message=".*knn_search_index.*")
-        warnings.filterwarnings("ignore", message=".*n_jobs.*")
-        emb = reducer.fit_transform(x)
-    return np.asarray(emb, dtype=np.float32), np.array([reducer._a, reducer._b], dtype=np.float64)
+    """Seeded UMAP on the precomputed exact k-NN; returns (embedding (M, dim) float32, (a, b))."""
+    k = cfg.umap_neighbors
+    emb, ab = ops.umap_fit(x, (knn[0][:, :k], knn[1][:, :k]), dim, min_dist, cfg.umap_epochs, init, cfg.seed)
+    return emb, np.array(ab, dtype=np.float64)
 
 
 def _map_init(emb: np.ndarray, dim: int) -> np.ndarray:
@@ -300,7 +285,7 @@ def fit_clusters(
     on_stage: StageCallback | None = None,
     should_stop: StopCallback | None = None,
 ) -> ClusterResult:
-    """Cluster (N, D) features; on_stage(stage, fraction) reports "pca", "umap", "hdbscan", "map", "assign"."""
+    """Cluster (N, D) features; on_stage(stage, fraction) reports pca, umap, hdbscan, map and assign."""
     _check_input(features, cfg)
     total = time.perf_counter()
     progress = _Progress(on_stage, should_stop, {})

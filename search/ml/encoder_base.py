@@ -77,8 +77,7 @@ class Encoder(ABC):
     def embed_uint8(self, batch: torch.Tensor, timings: ExtractTimings | None = None) -> np.ndarray:
         """Embed a (B, 3, S, S) uint8 batch; returns (B, dim) float32 with unit rows."""
         start = time.perf_counter()
-        x = batch.to(self.device, non_blocking=True).float()  # (B, 3, S, S)
-        x = (x * self._scale + self._shift).contiguous(memory_format=torch.channels_last)
+        x = self.normalise(batch)
         with torch.inference_mode(), self._autocast():
             feats = self.forward_features(x).float()  # (B, dim)
         feats = F.normalize(feats, dim=1)
@@ -87,6 +86,15 @@ class Encoder(ABC):
             timings.model_s += time.perf_counter() - start
             timings.images += len(out)
         return out
+
+    def normalise(self, batch: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) uint8 -> normalised float32 on the encoder's device, channels-last."""
+        x = batch.to(self.device, non_blocking=True).float()  # (B, 3, S, S)
+        return (x * self._scale + self._shift).contiguous(memory_format=torch.channels_last)
+
+    def prep_batch(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """PIL images -> the normalised (B, 3, S, S) model input (for inspection and tests)."""
+        return self.normalise(stack_images(images, self.prep))
 
     def _autocast(self) -> torch.autocast:
         # float16 only on CUDA; CPU stays float32 so results are deterministic and exact.

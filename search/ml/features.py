@@ -34,6 +34,7 @@ __all__ = [
     "load_encoder",
     "pick_device",
     "register_encoder",
+    "unregister_encoder",
 ]
 
 DEFAULT_ENCODER = "effnet-lite0"
@@ -72,7 +73,14 @@ def register_encoder(
     with _LOCK:
         if name in _REGISTRY and not replace:
             raise ValueError(f"encoder {name!r} is already registered; pass replace=True to override it")
+        unregister_encoder(name)  # also drops instances built by a replaced factory
         _REGISTRY[name] = _Entry(factory, status or _always_available)
+
+
+def unregister_encoder(name: str) -> None:
+    """Remove a registered encoder and its cached instances (no error if absent)."""
+    with _LOCK:
+        _REGISTRY.pop(name, None)
         for key in [key for key in _CACHE if key[0] == name]:
             del _CACHE[key]
 

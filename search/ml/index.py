@@ -25,13 +25,17 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 import faiss
 import numpy as np
 
-if TYPE_CHECKING:  # re-exported lazily below so `from search.ml.index import IndexStore` works
+# The stubs bundled with faiss-cpu lack the HNSW search parameters and the Python IO callbacks.
+_faiss: Any = faiss
+
+if TYPE_CHECKING:  # re-exported lazily (module __getattr__) because those modules import this one
+    from search.ml.index_reconcile import plan_reconcile, reconcile
     from search.ml.index_store import IndexStore, IndexVersionInfo
 
 KINDS = ("flat", "hnsw")
@@ -100,7 +104,12 @@ def _new_faiss(config: IndexConfig, kind: str) -> faiss.Index:
     raise ValueError(f"unknown index kind {kind!r}; expected one of {KINDS}")
 
 
-def _as_ids(ids: np.ndarray) -> np.ndarray:
+def _is_kind(index: Any, kind: str) -> bool:
+    expected = faiss.IndexFlatIP if kind == "flat" else faiss.IndexHNSWFlat
+    return isinstance(index, expected) and index.metric_type == faiss.METRIC_INNER_PRODUCT
+
+
+def as_ids(ids: np.ndarray) -> np.ndarray:
     arr = np.asarray(ids)
     if arr.ndim != 1 or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
         raise ValueError(f"ids must be a 1-D integer array, got shape {arr.shape} dtype {arr.dtype}")
@@ -132,7 +141,7 @@ class VectorIndex:
     def __init__(self, config: IndexConfig, kind: str = "flat") -> None:
         self.config = config
         self.kind = kind
-        self._faiss: faiss.Index = _new_faiss(config, kind)
+        self._faiss: Any = _new_faiss(config, kind)  # faiss.Index; Any because the stubs lack .hnsw
         self._label_ids = np.empty(0, dtype=np.int64)  # (ntotal,) label -> id, -1 = tombstone
         self._sorted_ids = np.empty(0, dtype=np.int64)  # (n_live,) ascending
         self._sorted_labels = np.empty(0, dtype=np.int64)  # (n_live,) label of _sorted_ids[i]
@@ -178,9 +187,15 @@ class VectorIndex:
             return n >= self.config.exact_threshold
         return n < self.config.exact_threshold // 2  # hysteresis: no flip-flopping at the threshold
 
+    def set_ef_search(self, ef_search: int) -> None:
+        """Change the HNSW search breadth at run time (recall/latency trade-off; no effect on flat)."""
+        self.config = replace(self.config, ef_search=ef_search)
+        if self.kind == "hnsw":
+            self._faiss.hnsw.efSearch = ef_search
+
     def vectors(self, ids: np.ndarray) -> np.ndarray:
         """Stored vectors for live ``ids`` (N, dim); KeyError if one is not live."""
-        ids = _as_ids(ids)
+        ids = as_ids(ids)
         mask = self.contains(ids)
         if not mask.all():
             raise KeyError(f"ids not in index: {ids[~mask][:10].tolist()}")
@@ -221,7 +236,7 @@ class VectorIndex:
     def _search_params(self, k: int) -> faiss.SearchParameters | None:
         if self.kind != "hnsw" or (self._n_dead == 0 and k <= self.config.ef_search):
             return None  # fast path: efSearch is already set on the index
-        params = faiss.SearchParametersHNSW()
+        params = _faiss.SearchParametersHNSW()
         params.efSearch = max(self.config.ef_search, k)
         if self._n_dead:
             params.sel = self._alive_selector()
@@ -237,7 +252,7 @@ class VectorIndex:
     # ---- mutations -----------------------------------------------------------------------------
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Add or replace vectors (N, dim), L2-normalised, under ids (N,)."""
-        ids = _as_ids(ids)
+        ids = as_ids(ids)
         vecs = _as_matrix(vectors, self.config.dim, "vectors")  # (N, d)
         if vecs.shape[0] != ids.size:
             raise ValueError(f"{ids.size} ids but {vecs.shape[0]} vectors")
@@ -259,7 +274,7 @@ class VectorIndex:
 
     def remove(self, ids: np.ndarray) -> int:
         """Remove ``ids``; unknown ids are ignored. Returns how many were removed."""
-        ids = np.unique(_as_ids(ids))
+        ids = np.unique(as_ids(ids))
         present = ids[self.contains(ids)]
         self._drop(present)
         if self._n_dead and self._n_dead > self.config.tombstone_rebuild_fraction * self._faiss.ntotal:
@@ -310,7 +325,7 @@ class VectorIndex:
         raw = json.dumps(header, sort_keys=True).encode()
         sink.write(_MAGIC + struct.pack("<Q", len(raw)) + raw)
         sink.write(self._label_ids.astype("<i8", copy=False).tobytes())
-        writer = faiss.PyCallbackIOWriter(sink.write)
+        writer = _faiss.PyCallbackIOWriter(sink.write)
         faiss.write_index(self._faiss, writer)
         del writer  # flushes the writer's buffer into sink
 
@@ -328,15 +343,14 @@ class VectorIndex:
             raw_labels = source.read(8 * n)
             if len(raw_labels) != 8 * n:
                 raise IndexCorrupt("truncated label table")
-            index._faiss = faiss.read_index(faiss.PyCallbackIOReader(source.read))
+            index._faiss = faiss.read_index(_faiss.PyCallbackIOReader(source.read))
         except (ValueError, KeyError, TypeError, RuntimeError, struct.error) as exc:
             raise IndexCorrupt(f"unreadable index: {exc}") from exc
         index._restore(np.frombuffer(raw_labels, dtype="<i8").astype(np.int64))
         return index
 
     def _restore(self, label_ids: np.ndarray) -> None:
-        expected = faiss.IndexFlatIP if self.kind == "flat" else faiss.IndexHNSWFlat
-        if not isinstance(self._faiss, expected) or self._faiss.metric_type != faiss.METRIC_INNER_PRODUCT:
+        if not _is_kind(self._faiss, self.kind):
             raise IndexCorrupt(
                 f"FAISS index type {type(self._faiss).__name__} does not match kind {self.kind}"
             )
@@ -356,46 +370,9 @@ class VectorIndex:
 
 def build_index(ids: np.ndarray, vectors: np.ndarray, config: IndexConfig) -> VectorIndex:
     """Build a fresh index, exact below ``config.exact_threshold`` vectors and HNSW above."""
-    index = VectorIndex(config, config.kind_for(np.unique(_as_ids(ids)).size))
+    index = VectorIndex(config, config.kind_for(np.unique(as_ids(ids)).size))
     index.add(ids, vectors)
     return index
-
-
-def plan_reconcile(index: VectorIndex, live_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(missing, extra): live ids absent from the index, and index ids no longer live."""
-    live_ids = np.unique(_as_ids(live_ids))
-    return live_ids[~index.contains(live_ids)], np.setdiff1d(index.ids(), live_ids, assume_unique=True)
-
-
-def reconcile(
-    index: VectorIndex,
-    live: Mapping[int, np.ndarray] | tuple[np.ndarray, np.ndarray],
-    check_vectors: bool = False,
-    atol: float = 1e-4,
-) -> dict[str, int]:
-    """Make index ids equal the live ids; a Mapping is only read for missing (or, checked, common) ids."""
-    if isinstance(live, tuple):
-        live_ids, live_vecs = _as_ids(live[0]), np.asarray(live[1])
-        lookup: Mapping[int, np.ndarray] = dict(zip(live_ids.tolist(), live_vecs, strict=True))
-    else:
-        live_ids, lookup = np.fromiter(live.keys(), dtype=np.int64, count=len(live)), live
-    missing, extra = plan_reconcile(index, live_ids)
-    removed = index.remove(extra)
-    updated = 0
-    if check_vectors:
-        common = np.setdiff1d(np.unique(live_ids), missing, assume_unique=True)
-        want = _stack(lookup, common, index.config.dim)  # (n_common, d)
-        changed = np.abs(index.vectors(common) - want).max(axis=1, initial=0.0) > atol
-        updated = int(changed.sum())
-        index.add(common[changed], want[changed])
-    index.add(missing, _stack(lookup, missing, index.config.dim))
-    return {"added": int(missing.size), "removed": removed, "updated": updated}
-
-
-def _stack(lookup: Mapping[int, np.ndarray], ids: np.ndarray, dim: int) -> np.ndarray:
-    if ids.size == 0:
-        return np.empty((0, dim), dtype=np.float32)
-    return np.stack([np.asarray(lookup[int(i)], dtype=np.float32) for i in ids])
 
 
 def __getattr__(name: str) -> Any:
@@ -404,6 +381,10 @@ def __getattr__(name: str) -> Any:
         from search.ml import index_store
 
         return getattr(index_store, name)
+    if name in ("plan_reconcile", "reconcile"):
+        from search.ml import index_reconcile
+
+        return getattr(index_reconcile, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -272,7 +272,7 @@ class IndexStore:
             os.close(fd)  # releases the flock, also when the holder is killed
 
     def prune(self, keep: int = 3, tmp_max_age_s: float = 3600.0) -> list[int]:
-        """Keep the newest ``keep`` valid versions; delete older, damaged and orphaned ones. Returns deleted."""
+        """Keep the newest ``keep`` valid versions; delete older, damaged and orphaned ones (returned)."""
         if keep < 1:
             raise ValueError("keep must be >= 1")
         with self._write_lock():

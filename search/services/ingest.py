@@ -130,10 +130,10 @@ def photos_register(
             job.total = received
             job.result = {"outcomes": [o.as_dict() for o in outcomes]}
             job.save(update_fields=["total", "result"])
-            if received and enqueue:
-                jobs.job_enqueue(job)
-            else:
+            if not received:
                 transaction.on_commit(lambda: jobs.job_finish(job.pk))
+            elif enqueue:
+                jobs.job_enqueue(job)
     except Exception:
         storage.remove_quietly(*written)
         raise

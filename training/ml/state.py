@@ -109,7 +109,7 @@ def state_to_checkpoint(s: TrainState) -> dict[str, Any]:
         "fixed_latents": s.fixed_latents,
         "history": s.history,
         "last_fd": s.last_fd,
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),  # TorchVersion itself is not weights_only-safe
     }
 
 

@@ -136,7 +136,7 @@ def test_hnsw_rebuilds_once_tombstones_exceed_the_fraction() -> None:
 
 
 def test_search_pads_short_results_and_handles_empty_index() -> None:
-    index, ids, x = make("flat", n=3)
+    index, _, x = make("flat", n=3)
     scores, got = index.search(x[:2], 5)
     assert got.shape == (2, 5) and (got[:, 3:] == -1).all() and np.isneginf(scores[:, 3:]).all()
     empty = VectorIndex(IndexConfig(dim=DIM), "hnsw")
@@ -294,9 +294,8 @@ def test_prune_keeps_newest_valid_versions_and_drops_damage(tmp_path: Path) -> N
 
 def test_lock_refuses_a_second_holder_in_the_same_process(tmp_path: Path) -> None:
     store = IndexStore(tmp_path)
-    with store.lock():
-        with pytest.raises(IndexLocked), IndexStore(tmp_path).lock():
-            pass
+    with store.lock(), pytest.raises(IndexLocked), IndexStore(tmp_path).lock():
+        pass
     with store.lock():  # released on exit
         pass
 

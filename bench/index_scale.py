@@ -1,0 +1,303 @@
+"""Index scale benchmark: build time, memory, single-query latency and recall@10 of the vector index.
+
+python -m bench.index_scale [--sizes 10000,100000,1000000] [--dim 256] [--queries 200] [--threads 2]
+
+For every size it measures exact flat and HNSW through ``search.ml.index.VectorIndex`` AND a bare FAISS
+index of the same kind and parameters (the overhead target is wrapper <= 1.5x bare latency), plus a bare
+IVF-PQ index as the memory-lean alternative. Recall@10 is against exact search. Vectors are synthetic,
+L2-normalised and clustered (many small groups, like photos of the same listing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from search.ml.index import IndexConfig, VectorIndex
+
+RESULTS = Path(__file__).resolve().parent / "results" / "index_scale.json"
+MACHINE = "2-core x86_64 VM, 24 GiB, CPU only, shared with other jobs"
+
+
+@dataclass
+class Row:
+    size: int
+    dim: int
+    kind: str
+    impl: str
+    params: str
+    build_s: float
+    bytes_per_vec: float
+    p50_ms: float = math.nan
+    p99_ms: float = math.nan
+    recall_at_10: float = math.nan
+    rss_bytes_per_vec: float = math.nan
+    notes: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def clustered_unit_vectors(
+    n: int, dim: int, seed: int, per_cluster: int = 100
+) -> tuple[np.ndarray, np.ndarray]:
+    """(n, dim) float32 unit vectors around n/per_cluster random centres; also returns the centres."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((max(8, n // per_cluster), dim), dtype=np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    return sample_around(centres, n, rng), centres
+
+
+def sample_around(centres: np.ndarray, n: int, rng: np.random.Generator, chunk: int = 100_000) -> np.ndarray:
+    """Points at cosine ~0.7 to a random centre (noise of norm ~1), generated in chunks to cap memory."""
+    dim = centres.shape[1]
+    out = np.empty((n, dim), dtype=np.float32)
+    for start in range(0, n, chunk):
+        m = min(chunk, n - start)
+        x = centres[rng.integers(0, len(centres), m)]
+        x = x + rng.standard_normal((m, dim), dtype=np.float32) / np.float32(math.sqrt(dim))
+        out[start : start + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return out
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def latencies(
+    search: Callable[[np.ndarray], np.ndarray], queries: np.ndarray
+) -> tuple[float, float, np.ndarray]:
+    """p50/p99 ms of one-query calls and the (Q, k) ids they returned."""
+    for q in queries[:10]:  # warm caches and lazy allocations
+        search(q[None, :])
+    times, rows = [], []
+    for q in queries:
+        t0 = time.perf_counter_ns()
+        rows.append(search(q[None, :])[0])
+        times.append((time.perf_counter_ns() - t0) / 1e6)
+    return float(np.percentile(times, 50)), float(np.percentile(times, 99)), np.stack(rows)
+
+
+def recall_at(found: np.ndarray, truth: np.ndarray) -> float:
+    k = truth.shape[1]
+    return float(np.mean([len(set(f[:k]) & set(t)) / k for f, t in zip(found, truth, strict=True)]))
+
+
+def hnsw_graph_bytes(index: Any) -> int:
+    hnsw = index.hnsw
+    return int(hnsw.neighbors.size() * 4 + hnsw.levels.size() * 4 + hnsw.offsets.size() * 8)
+
+
+def bench_wrapper(kind: str, ids: np.ndarray, x: np.ndarray, cfg: IndexConfig, ctx: dict[str, Any]) -> Row:
+    """Build through VectorIndex with a forced kind, then time single queries."""
+    rss0 = rss_bytes()
+    index, build_s = timed(lambda: _wrapper_build(kind, ids, x, cfg))
+    rss = (rss_bytes() - rss0) / len(ids)
+    p50, p99, found = latencies(lambda q: index.search(q, ctx["k"])[1], ctx["queries"])
+    params = (
+        "IndexFlatIP" if kind == "flat" else f"M={cfg.hnsw_m} efC={cfg.ef_construction} ef={cfg.ef_search}"
+    )
+    row = Row(len(ids), cfg.dim, kind, "wrapper", params, build_s, index.nbytes() / len(ids), p50, p99)
+    row.recall_at_10, row.rss_bytes_per_vec = recall_at(found, ctx["truth"]), rss
+    ctx["wrapper_" + kind] = index
+    return row
+
+
+def _wrapper_build(kind: str, ids: np.ndarray, x: np.ndarray, cfg: IndexConfig) -> VectorIndex:
+    index = VectorIndex(cfg, kind)
+    index.add(ids, x)
+    return index
+
+
+def bench_bare_flat(x: np.ndarray, ctx: dict[str, Any]) -> Row:
+    index, build_s = timed(lambda: _bare_add(faiss.IndexFlatIP(x.shape[1]), x))
+    p50, p99, found = latencies(lambda q: index.search(q, ctx["k"])[1], ctx["queries"])
+    row = Row(len(x), x.shape[1], "flat", "bare", "IndexFlatIP", build_s, x.shape[1] * 4.0, p50, p99)
+    row.recall_at_10 = recall_at(found, ctx["truth_labels"])
+    return row
+
+
+def _bare_add(index: Any, x: np.ndarray) -> Any:
+    index.add(x)
+    return index
+
+
+def bench_bare_hnsw(x: np.ndarray, cfg: IndexConfig, ctx: dict[str, Any], build: bool) -> Row:
+    """Bare IndexHNSWFlat; above --bare-build-max it searches the wrapper's own graph (pure overhead test)."""
+    notes = ""
+    if build:
+        fresh = faiss.IndexHNSWFlat(x.shape[1], cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        fresh.hnsw.efConstruction, fresh.hnsw.efSearch = cfg.ef_construction, cfg.ef_search
+        index, build_s = timed(lambda: _bare_add(fresh, x))
+    else:
+        index, build_s = ctx["wrapper_hnsw"]._faiss, math.nan
+        notes = "searches the wrapper's FAISS graph (same object), build not repeated"
+    p50, p99, found = latencies(lambda q: index.search(q, ctx["k"])[1], ctx["queries"])
+    bpv = x.shape[1] * 4.0 + hnsw_graph_bytes(index) / len(x)
+    params = f"M={cfg.hnsw_m} efC={cfg.ef_construction} ef={cfg.ef_search}"
+    row = Row(len(x), x.shape[1], "hnsw", "bare", params, build_s, bpv, p50, p99, notes=notes)
+    row.recall_at_10 = recall_at(found, ctx["truth_labels"])
+    return row
+
+
+def bench_bare_ivfpq(x: np.ndarray, ctx: dict[str, Any], nprobe: int) -> Row:
+    """IVF-PQ: nlist ~ 4 sqrt(n) capped at 1024 (2-core training budget), PQ with dim/8 bytes per code."""
+    n, dim = x.shape
+    nlist = int(min(1024, 2 ** round(math.log2(4 * math.sqrt(n)))))
+    m = dim // 8
+    index = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
+    index.cp.niter = 10
+    sample = x[np.random.default_rng(1).choice(n, min(n, 64 * nlist), replace=False)]
+    _, train_s = timed(lambda: index.train(sample))
+    _, add_s = timed(lambda: index.add(x))
+    index.nprobe = nprobe
+    p50, p99, found = latencies(lambda q: index.search(q, ctx["k"])[1], ctx["queries"])
+    bpv = faiss.serialize_index(index).nbytes / n
+    params = f"nlist={nlist} m={m}x8bit nprobe={nprobe}"
+    row = Row(n, dim, "ivfpq", "bare", params, train_s + add_s, bpv, p50, p99)
+    row.recall_at_10, row.extra = recall_at(found, ctx["truth_labels"]), {"train_s": train_s, "add_s": add_s}
+    return row
+
+
+def bench_size(n: int, args: argparse.Namespace) -> list[Row]:
+    """All rows for one database size."""
+    x, centres = clustered_unit_vectors(n, args.dim, seed=n)
+    ids = np.arange(1, n + 1, dtype=np.int64) * 7  # non-contiguous ids like real primary keys after deletes
+    queries = sample_around(centres, args.queries, np.random.default_rng(123))
+    cfg = IndexConfig(
+        dim=args.dim, hnsw_m=args.hnsw_m, ef_construction=args.ef_construction, ef_search=args.ef
+    )
+    ctx: dict[str, Any] = {"k": args.k, "queries": queries}
+    rows: list[Row] = []
+    exact = faiss.IndexFlatIP(args.dim)
+    exact.add(x)
+    ctx["truth_labels"] = exact.search(queries, args.k)[1]
+    ctx["truth"] = ids[ctx["truth_labels"]]
+    del exact
+    kinds = args.kinds.split(",")
+    if "flat" in kinds:
+        rows += [bench_wrapper("flat", ids, x, cfg, ctx), bench_bare_flat(x, ctx)]
+        ctx.pop("wrapper_flat")
+    if "hnsw" in kinds:
+        rows.append(bench_wrapper("hnsw", ids, x, cfg, ctx))
+        rows += ef_sweep(ctx, args)
+        rows.append(bench_bare_hnsw(x, cfg, ctx, build=n <= args.bare_build_max))
+        ctx.pop("wrapper_hnsw")
+    if "ivfpq" in kinds:
+        rows += [bench_bare_ivfpq(x, ctx, nprobe) for nprobe in args.nprobe]
+    return rows
+
+
+def ef_sweep(ctx: dict[str, Any], args: argparse.Namespace) -> list[Row]:
+    """Recall/latency of the same wrapper graph at other efSearch values (no rebuild)."""
+    index: VectorIndex = ctx["wrapper_hnsw"]
+    rows = []
+    for ef in args.ef_sweep:
+        index.set_ef_search(ef)
+        p50, p99, found = latencies(lambda q: index.search(q, ctx["k"])[1], ctx["queries"])
+        c = index.config
+        params = f"M={c.hnsw_m} efC={c.ef_construction} ef={ef}"
+        row = Row(
+            len(index), c.dim, "hnsw", "wrapper", params, math.nan, index.nbytes() / len(index), p50, p99
+        )
+        row.recall_at_10, row.notes = recall_at(found, ctx["truth"]), "ef sweep on the graph above"
+        rows.append(row)
+    index.set_ef_search(args.ef)
+    return rows
+
+
+def memory_at_dim(dim: int, n: int, args: argparse.Namespace) -> list[Row]:
+    """Bytes/vector and build time at another dimensionality (e.g. raw 1280-d EfficientNet-Lite0)."""
+    x, _ = clustered_unit_vectors(n, dim, seed=7)
+    ids = np.arange(n, dtype=np.int64)
+    cfg = IndexConfig(dim=dim, hnsw_m=args.hnsw_m, ef_construction=args.ef_construction, ef_search=args.ef)
+    rows = []
+    for kind in ("flat", "hnsw"):
+        index, build_s = timed(lambda kind=kind: _wrapper_build(kind, ids, x, cfg))
+        rows.append(Row(n, dim, kind, "wrapper", "memory only", build_s, index.nbytes() / n))
+    return rows
+
+
+def print_table(rows: list[Row]) -> None:
+    head = f"{'size':>8} {'dim':>5} {'kind':<6} {'impl':<8} {'params':<32} {'build_s':>8} {'B/vec':>7}"
+    print(head + f" {'p50_ms':>7} {'p99_ms':>7} {'R@10':>6} {'ovh':>5}")
+    bare = {(r.size, r.dim, r.kind, r.params): r.p50_ms for r in rows if r.impl == "bare"}
+    for r in rows:
+        ovh = (
+            r.p50_ms / bare.get((r.size, r.dim, r.kind, r.params), math.nan)
+            if r.impl == "wrapper"
+            else math.nan
+        )
+        print(
+            f"{r.size:>8} {r.dim:>5} {r.kind:<6} {r.impl:<8} {r.params:<32} {r.build_s:>8.2f} "
+            f"{r.bytes_per_vec:>7.0f} {r.p50_ms:>7.3f} {r.p99_ms:>7.3f} {r.recall_at_10:>6.3f} {ovh:>5.2f}"
+        )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ints = lambda s: [int(v) for v in s.split(",") if v]  # noqa: E731
+    p.add_argument("--sizes", type=ints, default=[10_000, 100_000, 1_000_000])
+    p.add_argument("--dim", type=int, default=256)
+    p.add_argument("--queries", type=int, default=200)
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--kinds", default="flat,hnsw,ivfpq")
+    p.add_argument("--hnsw-m", type=int, default=IndexConfig.hnsw_m)
+    p.add_argument("--ef-construction", type=int, default=IndexConfig.ef_construction)
+    p.add_argument("--ef", type=int, default=IndexConfig.ef_search)
+    p.add_argument("--ef-sweep", type=ints, default=[32, 64, 256])
+    p.add_argument("--nprobe", type=ints, default=[16, 64])
+    p.add_argument("--bare-build-max", type=int, default=100_000, help="larger: bare HNSW reuses the graph")
+    p.add_argument("--mem-dims", type=ints, default=[1280], help="extra dims for bytes/vector (10k vectors)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", type=Path, default=RESULTS)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    faiss.omp_set_num_threads(args.threads)
+    rows: list[Row] = []
+    t0 = time.perf_counter()
+    for n in args.sizes:
+        rows += bench_size(n, args)
+        print(f"# size {n} done after {time.perf_counter() - t0:.0f}s", flush=True)
+    for dim in args.mem_dims:
+        rows += memory_at_dim(dim, 10_000, args)
+    print_table(rows)
+    write_json(args, rows, time.perf_counter() - t0)
+
+
+def write_json(args: argparse.Namespace, rows: list[Row], total_s: float) -> None:
+    payload = {
+        "benchmark": "index_scale",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{MACHINE}; {platform.machine()} {os.cpu_count()} cpus; faiss {faiss.__version__}",
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "total_s": total_s,
+        "rows": [asdict(r) for r in rows],
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(payload, indent=1, allow_nan=True))
+    print(f"wrote {args.out} ({total_s:.0f}s)")
+
+
+if __name__ == "__main__":
+    main()

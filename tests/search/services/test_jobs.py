@@ -1,0 +1,85 @@
+"""Job lifecycle: claim once, monotone progress, cancel, and recovery of dead workers."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from search.models import Job
+from search.services import jobs
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls: list[int] = []
+    monkeypatch.setitem(jobs.ENQUEUERS, Job.Kind.INGEST, calls.append)
+    return calls
+
+
+def test_a_job_is_claimed_only_once() -> None:
+    job = jobs.job_create(Job.Kind.INGEST, total=3)
+    assert jobs.job_claim(job.pk) is not None
+    assert jobs.job_claim(job.pk) is None
+    assert Job.objects.get(pk=job.pk).attempts == 1
+
+
+def test_progress_never_goes_backwards_and_never_exceeds_total() -> None:
+    job = jobs.job_create(Job.Kind.INGEST, total=5)
+    jobs.job_claim(job.pk)
+    assert jobs.job_progress(job.pk, done=3).done == 3
+    assert jobs.job_progress(job.pk, done=2).done == 3
+    assert jobs.job_progress(job.pk, done=9).done == 5
+
+
+def test_cancel_stops_a_queued_job_at_once() -> None:
+    job = jobs.job_create(Job.Kind.INGEST, total=1)
+    assert jobs.job_cancel(job.pk).status == Job.Status.CANCELLED
+    assert jobs.job_claim(job.pk) is None
+
+
+def test_reconciler_requeues_a_job_whose_worker_stopped_heartbeating(sent: list[int], settings: Any) -> None:
+    job = jobs.job_create(Job.Kind.INGEST, total=1)
+    jobs.job_claim(job.pk)
+    old = timezone.now() - timedelta(seconds=settings.FLATSITE_JOB_HEARTBEAT_TIMEOUT + 5)
+    Job.objects.filter(pk=job.pk).update(heartbeat_at=old)
+    assert jobs.jobs_reconcile()["requeued"] == 1
+    assert Job.objects.get(pk=job.pk).status == Job.Status.QUEUED
+    assert sent == [job.pk]
+    assert jobs.job_claim(job.pk) is not None
+
+
+def test_reconciler_fails_a_job_out_of_attempts_instead_of_leaving_it_running(sent: list[int], settings: Any) -> None:
+    job = jobs.job_create(Job.Kind.INGEST, total=1)
+    old = timezone.now() - timedelta(seconds=settings.FLATSITE_JOB_HEARTBEAT_TIMEOUT + 5)
+    Job.objects.filter(pk=job.pk).update(
+        status=Job.Status.RUNNING, heartbeat_at=old, attempts=settings.FLATSITE_JOB_MAX_ATTEMPTS
+    )
+    assert jobs.jobs_reconcile()["failed"] == 1
+    job.refresh_from_db()
+    assert job.status == Job.Status.FAILED and "gave" in job.error or "giving up" in job.error
+    assert sent == []
+
+
+def test_a_broker_outage_leaves_the_job_queued_with_a_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    def down(job_id: int) -> None:
+        raise ConnectionError("redis down")
+
+    monkeypatch.setitem(jobs.ENQUEUERS, Job.Kind.INGEST, down)
+    job = jobs.job_create(Job.Kind.INGEST, total=1)
+    assert jobs.job_enqueue_now(job.pk, job.kind) is False
+    job.refresh_from_db()
+    assert job.status == Job.Status.QUEUED and "queue unavailable" in job.message
+
+
+def test_queued_jobs_older_than_the_timeout_are_sent_again(sent: list[int], settings: Any) -> None:
+    job = jobs.job_create(Job.Kind.INGEST, total=1)
+    Job.objects.filter(pk=job.pk).update(
+        created_at=timezone.now() - timedelta(seconds=settings.FLATSITE_JOB_HEARTBEAT_TIMEOUT + 5)
+    )
+    assert jobs.jobs_reconcile()["resent"] == 1
+    assert sent == [job.pk]

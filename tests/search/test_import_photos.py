@@ -1,0 +1,99 @@
+"""import_photos: folder layouts, the Houses layout with metadata, CSV listings, clear errors."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from search.importing import ImportPlanError, plan_houses, plan_import
+from search.models import Job, Listing, Photo
+from tests import images
+from tests.shared_data import require_shared_data
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def test_each_subfolder_is_a_listing_and_top_files_form_one_named_after_the_folder(tmp_path: Path) -> None:
+    root = tmp_path / "agency"
+    _write(root / "top.jpg", images.jpeg(1))
+    _write(root / "flat-a" / "k.jpg", images.jpeg(2))
+    _write(root / "flat-b" / "x" / "b.png", images.png(3))
+    _write(root / "flat-b" / "notes.txt", b"skip me")
+    plans = plan_import(root)
+    assert [(p.title, [f.name for f, _ in p.files]) for p in plans] == [
+        ("agency", ["top.jpg"]),
+        ("flat-a", ["k.jpg"]),
+        ("flat-b", ["b.png"]),
+    ]
+
+
+def test_houses_layout_gives_one_listing_per_house_with_metadata_and_room_tags(tmp_path: Path) -> None:
+    root = tmp_path / "houses"
+    for house in (1, 2):
+        for room in ("kitchen", "frontal"):
+            _write(root / f"{house}_{room}.jpg", images.jpeg(house * 10 + len(room)))
+    (root / "HousesInfo-1-200.txt").write_text("4 4 4053 85255 869500\n3 2.5 1200 90210 500000\n")
+    plans = plan_houses(root)
+    assert [p.external_id for p in plans] == ["house-1", "house-2"]
+    assert plans[1].fields == {"bedrooms": 3, "bathrooms": 2.5, "area": 1200, "zipcode": "90210", "price": 500000}
+    assert sorted(tag for _, tag in plans[0].files) == ["frontal", "kitchen"]
+
+
+def test_bad_import_folder_gives_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ImportPlanError, match="is not a folder"):
+        plan_import(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ImportPlanError, match="no photos found"):
+        plan_import(tmp_path / "empty")
+
+
+def test_csv_listings_must_name_files_inside_the_folder(tmp_path: Path) -> None:
+    _write(tmp_path / "a.jpg", images.jpeg(4))
+    csv_path = tmp_path / "l.csv"
+    csv_path.write_text("file,listing,title\n../etc/passwd,L1,Evil\n")
+    with pytest.raises(ImportPlanError, match="line 2"):
+        plan_import(tmp_path, csv_path)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_import_photos_inline_imports_processes_and_is_idempotent(tmp_path: Path, capsys: Any) -> None:
+    root = tmp_path / "houses"
+    for house in (1, 2):
+        for room in ("kitchen", "bathroom"):
+            _write(root / f"{house}_{room}.jpg", images.jpeg(house * 7 + len(room)))
+    shutil.copy(root / "1_kitchen.jpg", root / "2_kitchen.jpg")  # a photo shared by two listings
+    (root / "HousesInfo-1-200.txt").write_text("4 4 4053 85255 869500\n3 2 1200 90210 500000\n")
+    call_command("import_photos", str(root), "--inline")
+    assert Listing.objects.count() == 2
+    assert Listing.objects.get(external_id="house-1").price == 869500
+    assert Photo.objects.filter(status=Photo.Status.PROCESSED).count() == 3
+    copy = Photo.objects.get(status=Photo.Status.DUPLICATE)
+    assert copy.room_tag == "kitchen" and copy.duplicate_of.listing.external_id == "house-1"
+    assert set(Job.objects.values_list("status", flat=True)) == {Job.Status.SUCCEEDED}
+    assert "photos/s" in capsys.readouterr().out
+    call_command("import_photos", str(root), "--inline")
+    assert Photo.objects.count() == 4
+
+
+@pytest.mark.django_db
+def test_import_photos_reports_a_missing_folder_as_a_command_error(tmp_path: Path) -> None:
+    with pytest.raises(CommandError, match="is not a folder"):
+        call_command("import_photos", str(tmp_path / "nope"), "--inline")
+
+
+@pytest.mark.shared_data
+def test_shared_houses_folder_plans_200_listings_of_four_photos() -> None:
+    houses = require_shared_data() / "houses"
+    plans = plan_houses(houses)
+    assert len(plans) == 200
+    assert all(len(p.files) == 4 for p in plans)
+    assert {tag for p in plans for _, tag in p.files} == {"bathroom", "bedroom", "kitchen", "frontal"}
+    assert plans[0].fields["zipcode"] == "85255"

@@ -172,6 +172,9 @@ FLATSITE_MAX_UPLOAD_BYTES = int(os.environ.get("FLATSITE_MAX_UPLOAD_BYTES", str(
 FLATSITE_MAX_FILES_PER_UPLOAD = int(os.environ.get("FLATSITE_MAX_FILES_PER_UPLOAD", "500"))
 FLATSITE_MAX_PIXELS = int(os.environ.get("FLATSITE_MAX_PIXELS", str(50_000_000)))
 FLATSITE_MAX_ZIP_BYTES = int(os.environ.get("FLATSITE_MAX_ZIP_BYTES", str(500 * 1024 * 1024)))
+# Which registered encoder drives search and which drives clustering (see bench/README.md for why).
+FLATSITE_SEARCH_ENCODER = os.environ.get("FLATSITE_SEARCH_ENCODER", "effnet-lite0")
+FLATSITE_CLUSTER_ENCODER = os.environ.get("FLATSITE_CLUSTER_ENCODER", "effnet-lite2")
 FLATSITE_JOB_HEARTBEAT_TIMEOUT = int(os.environ.get("FLATSITE_JOB_HEARTBEAT_TIMEOUT", "120"))
 FLATSITE_JOB_MAX_ATTEMPTS = int(os.environ.get("FLATSITE_JOB_MAX_ATTEMPTS", "3"))
 DATA_UPLOAD_MAX_NUMBER_FILES = FLATSITE_MAX_FILES_PER_UPLOAD

@@ -175,3 +175,53 @@ class Photo(models.Model):
     def stored(self) -> Photo:
         """The photo whose files hold this picture (itself, or the original it duplicates)."""
         return self.duplicate_of if self.duplicate_of_id and self.duplicate_of else self
+
+
+class Feature(models.Model):
+    """A photo's descriptor from one encoder (global vector, or local keypoints for "sift")."""
+
+    photo = models.ForeignKey(Photo, on_delete=models.CASCADE, related_name="features")
+    encoder = models.CharField(max_length=64)
+    dim = models.PositiveIntegerField(default=0)
+    data = models.BinaryField(help_text="float32 vector bytes, or serialised local features")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["photo", "encoder"], name="feature_one_per_encoder")]
+        indexes = [models.Index(fields=["encoder", "photo"])]
+
+    def __str__(self) -> str:
+        return f"{self.encoder} feature of photo #{self.photo_id}"
+
+
+class IndexVersion(models.Model):
+    """A FAISS index file built for one encoder; exactly one version per encoder is live."""
+
+    class Status(models.TextChoices):
+        BUILDING = "building"
+        READY = "ready"
+        LIVE = "live"
+        RETIRED = "retired"
+        FAILED = "failed"
+
+    encoder = models.CharField(max_length=64)
+    version = models.PositiveIntegerField()
+    path = models.CharField(max_length=500, blank=True, default="")
+    kind = models.CharField(max_length=16, blank=True, default="")
+    count = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.BUILDING)
+    job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="index_versions")
+    evaluation = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["encoder", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["encoder", "version"], name="index_version_unique"),
+            models.UniqueConstraint(
+                fields=["encoder"], condition=Q(status="live"), name="index_one_live_per_encoder"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.encoder} index v{self.version} ({self.status})"

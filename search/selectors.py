@@ -86,3 +86,22 @@ def photo_counts(listing_ids: list[int] | None = None) -> dict[str, int]:
 def photos_search_scope(user: Any) -> Q:
     """Filter of the photos a user's searches may return."""
     return Q() if roles.can(user, roles.SEARCH) else Q(pk__in=[])
+
+
+def features_matrix(encoder: str, photo_ids: list[int] | None = None) -> tuple[Any, Any]:
+    """(ids (N,) int64, vectors (N, D) float32) of stored photos with features from one encoder."""
+    import numpy as np
+
+    from search.models import Feature
+
+    qs = Feature.objects.filter(encoder=encoder, photo__duplicate_of__isnull=True).exclude(
+        photo__status=Photo.Status.REJECTED
+    )
+    if photo_ids is not None:
+        qs = qs.filter(photo_id__in=photo_ids)
+    rows = list(qs.order_by("photo_id").values_list("photo_id", "data"))
+    if not rows:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    vectors = np.stack([np.frombuffer(bytes(r[1]), dtype=np.float32) for r in rows])
+    return ids, vectors

@@ -27,6 +27,7 @@ import numpy as np
 
 from search.ml.index import IndexConfig, VectorIndex
 
+Searcher = Callable[[np.ndarray], np.ndarray]  # (1, d) query -> (1, k) ids
 RESULTS = Path(__file__).resolve().parent / "results" / "index_scale.json"
 MACHINE = "2-core x86_64 VM, 24 GiB, CPU only, shared with other jobs"
 
@@ -81,18 +82,22 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     return out, time.perf_counter() - t0
 
 
-def latencies(
-    search: Callable[[np.ndarray], np.ndarray], queries: np.ndarray
-) -> tuple[float, float, np.ndarray]:
-    """p50/p99 ms of one-query calls and the (Q, k) ids they returned."""
+def latencies(searches: list[Searcher], queries: np.ndarray) -> list[tuple[float, float, np.ndarray]]:
+    """p50/p99 ms of one-query calls and (Q, k) ids; indexes take turns per query to share load noise."""
     for q in queries[:10]:  # warm caches and lazy allocations
-        search(q[None, :])
-    times, rows = [], []
-    for q in queries:
-        t0 = time.perf_counter_ns()
-        rows.append(search(q[None, :])[0])
-        times.append((time.perf_counter_ns() - t0) / 1e6)
-    return float(np.percentile(times, 50)), float(np.percentile(times, 99)), np.stack(rows)
+        for search in searches:
+            search(q[None, :])
+    times = np.zeros((len(searches), len(queries)))
+    found: list[list[np.ndarray]] = [[] for _ in searches]
+    for i, q in enumerate(queries):
+        for j in np.roll(np.arange(len(searches)), i):  # rotate who goes first
+            t0 = time.perf_counter_ns()
+            found[j].append(searches[j](q[None, :])[0])
+            times[j, i] = (time.perf_counter_ns() - t0) / 1e6
+    return [
+        (float(np.percentile(t, 50)), float(np.percentile(t, 99)), np.stack(f))
+        for t, f in zip(times, found, strict=True)
+    ]
 
 
 def recall_at(found: np.ndarray, truth: np.ndarray) -> float:
@@ -105,75 +110,100 @@ def hnsw_graph_bytes(index: Any) -> int:
     return int(hnsw.neighbors.size() * 4 + hnsw.levels.size() * 4 + hnsw.offsets.size() * 8)
 
 
-def bench_wrapper(kind: str, ids: np.ndarray, x: np.ndarray, cfg: IndexConfig, ctx: dict[str, Any]) -> Row:
-    """Build through VectorIndex with a forced kind, then time single queries."""
+def wrapper_build(
+    kind: str, ids: np.ndarray, x: np.ndarray, cfg: IndexConfig
+) -> tuple[VectorIndex, float, float]:
+    """(index, build seconds, RSS growth per vector) through VectorIndex with a forced kind."""
     rss0 = rss_bytes()
-    index, build_s = timed(lambda: _wrapper_build(kind, ids, x, cfg))
-    rss = (rss_bytes() - rss0) / len(ids)
-    p50, p99, found = latencies(lambda q: index.search(q, ctx["k"])[1], ctx["queries"])
-    params = (
-        "IndexFlatIP" if kind == "flat" else f"M={cfg.hnsw_m} efC={cfg.ef_construction} ef={cfg.ef_search}"
-    )
-    row = Row(len(ids), cfg.dim, kind, "wrapper", params, build_s, index.nbytes() / len(ids), p50, p99)
-    row.recall_at_10, row.rss_bytes_per_vec = recall_at(found, ctx["truth"]), rss
-    ctx["wrapper_" + kind] = index
-    return row
+    index, build_s = timed(lambda: _add(VectorIndex(cfg, kind), ids, x))
+    return index, build_s, (rss_bytes() - rss0) / len(ids)
 
 
-def _wrapper_build(kind: str, ids: np.ndarray, x: np.ndarray, cfg: IndexConfig) -> VectorIndex:
-    index = VectorIndex(cfg, kind)
-    index.add(ids, x)
-    return index
-
-
-def bench_bare_flat(x: np.ndarray, ctx: dict[str, Any]) -> Row:
-    index, build_s = timed(lambda: _bare_add(faiss.IndexFlatIP(x.shape[1]), x))
-    p50, p99, found = latencies(lambda q: index.search(q, ctx["k"])[1], ctx["queries"])
-    row = Row(len(x), x.shape[1], "flat", "bare", "IndexFlatIP", build_s, x.shape[1] * 4.0, p50, p99)
-    row.recall_at_10 = recall_at(found, ctx["truth_labels"])
-    return row
-
-
-def _bare_add(index: Any, x: np.ndarray) -> Any:
-    index.add(x)
-    return index
-
-
-def bench_bare_hnsw(x: np.ndarray, cfg: IndexConfig, ctx: dict[str, Any], build: bool) -> Row:
-    """Bare IndexHNSWFlat; above --bare-build-max it searches the wrapper's own graph (pure overhead test)."""
-    notes = ""
-    if build:
-        fresh = faiss.IndexHNSWFlat(x.shape[1], cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        fresh.hnsw.efConstruction, fresh.hnsw.efSearch = cfg.ef_construction, cfg.ef_search
-        index, build_s = timed(lambda: _bare_add(fresh, x))
+def _add(index: Any, ids: np.ndarray | None, x: np.ndarray) -> Any:
+    if ids is None:
+        index.add(x)  # bare FAISS
     else:
-        index, build_s = ctx["wrapper_hnsw"]._faiss, math.nan
-        notes = "searches the wrapper's FAISS graph (same object), build not repeated"
-    p50, p99, found = latencies(lambda q: index.search(q, ctx["k"])[1], ctx["queries"])
-    bpv = x.shape[1] * 4.0 + hnsw_graph_bytes(index) / len(x)
-    params = f"M={cfg.hnsw_m} efC={cfg.ef_construction} ef={cfg.ef_search}"
-    row = Row(len(x), x.shape[1], "hnsw", "bare", params, build_s, bpv, p50, p99, notes=notes)
-    row.recall_at_10 = recall_at(found, ctx["truth_labels"])
-    return row
+        index.add(ids, x)
+    return index
 
 
-def bench_bare_ivfpq(x: np.ndarray, ctx: dict[str, Any], nprobe: int) -> Row:
-    """IVF-PQ: nlist ~ 4 sqrt(n) capped at 1024 (2-core training budget), PQ with dim/8 bytes per code."""
+def bare_hnsw(x: np.ndarray, cfg: IndexConfig) -> Any:
+    index = faiss.IndexHNSWFlat(x.shape[1], cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction, index.hnsw.efSearch = cfg.ef_construction, cfg.ef_search
+    return _add(index, None, x)
+
+
+def compare(kind: str, ids: np.ndarray, x: np.ndarray, cfg: IndexConfig, ctx: dict[str, Any]) -> list[Row]:
+    """Wrapper vs bare FAISS of the same kind and parameters, latencies measured interleaved."""
+    n, k, args = len(ids), ctx["k"], ctx["args"]
+    wrapper, w_build, rss = wrapper_build(kind, ids, x, cfg)
+    notes = ""
+    if kind == "flat":
+        bare, b_build = timed(lambda: _add(faiss.IndexFlatIP(cfg.dim), None, x))
+        params, bare_bpv = "IndexFlatIP", cfg.dim * 4.0
+    elif n <= args.bare_build_max:
+        bare, b_build = timed(lambda: bare_hnsw(x, cfg))
+    else:
+        bare, b_build = wrapper._faiss, math.nan
+        notes = "bare = the wrapper's own FAISS graph (build not repeated)"
+    if kind == "hnsw":
+        params = f"M={cfg.hnsw_m} efC={cfg.ef_construction} ef={cfg.ef_search}"
+        bare_bpv = cfg.dim * 4.0 + hnsw_graph_bytes(bare) / n
+    faiss.omp_set_num_threads(args.search_threads)
+    (wp50, wp99, wfound), (bp50, bp99, bfound) = latencies(
+        [lambda q: wrapper.search(q, k)[1], lambda q: bare.search(q, k)[1]], ctx["queries"]
+    )
+    rows = [
+        Row(n, cfg.dim, kind, "wrapper", params, w_build, wrapper.nbytes() / n, wp50, wp99,
+            recall_at(wfound, ctx["truth"]), rss),
+        Row(n, cfg.dim, kind, "bare", params, b_build, bare_bpv, bp50, bp99,
+            recall_at(bfound, ctx["truth_labels"]), notes=notes),
+    ]  # fmt: skip
+    if kind == "hnsw":
+        rows += ef_sweep(wrapper, ctx)
+    return rows
+
+
+def ef_sweep(index: VectorIndex, ctx: dict[str, Any]) -> list[Row]:
+    """Recall/latency of the same wrapper graph at other efSearch values (no rebuild)."""
+    rows, c = [], index.config
+    for ef in ctx["args"].ef_sweep:
+        index.set_ef_search(ef)
+        ((p50, p99, found),) = latencies([lambda q: index.search(q, ctx["k"])[1]], ctx["queries"])
+        params = f"M={c.hnsw_m} efC={c.ef_construction} ef={ef}"
+        row = Row(
+            len(index), c.dim, "hnsw", "wrapper", params, math.nan, index.nbytes() / len(index), p50, p99
+        )
+        row.recall_at_10, row.notes = recall_at(found, ctx["truth"]), "ef sweep on the graph above"
+        rows.append(row)
+    index.set_ef_search(c.ef_search)
+    return rows
+
+
+def ivfpq_rows(x: np.ndarray, ctx: dict[str, Any]) -> list[Row]:
+    """Bare IVF-PQ, nlist ~ 2 sqrt(n) in [64, 1024] (2-core k-means budget), 8-bit codes of m bytes."""
     n, dim = x.shape
-    nlist = int(min(1024, 2 ** round(math.log2(4 * math.sqrt(n)))))
-    m = dim // 8
-    index = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
-    index.cp.niter = 10
-    sample = x[np.random.default_rng(1).choice(n, min(n, 64 * nlist), replace=False)]
-    _, train_s = timed(lambda: index.train(sample))
-    _, add_s = timed(lambda: index.add(x))
-    index.nprobe = nprobe
-    p50, p99, found = latencies(lambda q: index.search(q, ctx["k"])[1], ctx["queries"])
-    bpv = faiss.serialize_index(index).nbytes / n
-    params = f"nlist={nlist} m={m}x8bit nprobe={nprobe}"
-    row = Row(n, dim, "ivfpq", "bare", params, train_s + add_s, bpv, p50, p99)
-    row.recall_at_10, row.extra = recall_at(found, ctx["truth_labels"]), {"train_s": train_s, "add_s": add_s}
-    return row
+    nlist = int(min(1024, max(64, 2 ** round(math.log2(2 * math.sqrt(n))))))
+    rows = []
+    for m in ctx["args"].pq_bytes:
+        faiss.omp_set_num_threads(ctx["args"].build_threads)
+        index = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
+        index.cp.niter = 10
+        sample = x[np.random.default_rng(1).choice(n, min(n, 64 * nlist), replace=False)]
+        _, train_s = timed(lambda index=index, sample=sample: index.train(sample))
+        _, add_s = timed(lambda index=index: index.add(x))
+        bpv = faiss.serialize_index(index).nbytes / n
+        faiss.omp_set_num_threads(ctx["args"].search_threads)
+        for nprobe in ctx["args"].nprobe:
+            index.nprobe = nprobe
+            ((p50, p99, found),) = latencies(
+                [lambda q, index=index: index.search(q, ctx["k"])[1]], ctx["queries"]
+            )
+            params = f"nlist={nlist} m={m}x8bit nprobe={nprobe}"
+            row = Row(n, dim, "ivfpq", "bare", params, train_s + add_s, bpv, p50, p99)
+            row.recall_at_10, row.extra = recall_at(found, ctx["truth_labels"]), {"train_s": train_s}
+            rows.append(row)
+    return rows
 
 
 def bench_size(n: int, args: argparse.Namespace) -> list[Row]:
@@ -184,42 +214,25 @@ def bench_size(n: int, args: argparse.Namespace) -> list[Row]:
     cfg = IndexConfig(
         dim=args.dim, hnsw_m=args.hnsw_m, ef_construction=args.ef_construction, ef_search=args.ef
     )
-    ctx: dict[str, Any] = {"k": args.k, "queries": queries}
-    rows: list[Row] = []
+    faiss.omp_set_num_threads(args.build_threads)
     exact = faiss.IndexFlatIP(args.dim)
     exact.add(x)
-    ctx["truth_labels"] = exact.search(queries, args.k)[1]
-    ctx["truth"] = ids[ctx["truth_labels"]]
+    truth_labels = exact.search(queries, args.k)[1]  # (Q, k) ground truth by exact batch search
     del exact
-    kinds = args.kinds.split(",")
-    if "flat" in kinds:
-        rows += [bench_wrapper("flat", ids, x, cfg, ctx), bench_bare_flat(x, ctx)]
-        ctx.pop("wrapper_flat")
-    if "hnsw" in kinds:
-        rows.append(bench_wrapper("hnsw", ids, x, cfg, ctx))
-        rows += ef_sweep(ctx, args)
-        rows.append(bench_bare_hnsw(x, cfg, ctx, build=n <= args.bare_build_max))
-        ctx.pop("wrapper_hnsw")
-    if "ivfpq" in kinds:
-        rows += [bench_bare_ivfpq(x, ctx, nprobe) for nprobe in args.nprobe]
-    return rows
-
-
-def ef_sweep(ctx: dict[str, Any], args: argparse.Namespace) -> list[Row]:
-    """Recall/latency of the same wrapper graph at other efSearch values (no rebuild)."""
-    index: VectorIndex = ctx["wrapper_hnsw"]
-    rows = []
-    for ef in args.ef_sweep:
-        index.set_ef_search(ef)
-        p50, p99, found = latencies(lambda q: index.search(q, ctx["k"])[1], ctx["queries"])
-        c = index.config
-        params = f"M={c.hnsw_m} efC={c.ef_construction} ef={ef}"
-        row = Row(
-            len(index), c.dim, "hnsw", "wrapper", params, math.nan, index.nbytes() / len(index), p50, p99
-        )
-        row.recall_at_10, row.notes = recall_at(found, ctx["truth"]), "ef sweep on the graph above"
-        rows.append(row)
-    index.set_ef_search(args.ef)
+    ctx = {
+        "k": args.k,
+        "queries": queries,
+        "truth_labels": truth_labels,
+        "truth": ids[truth_labels],
+        "args": args,
+    }
+    rows: list[Row] = []
+    for kind in ("flat", "hnsw"):
+        if kind in args.kinds and (kind == "flat" or n <= args.hnsw_max):
+            faiss.omp_set_num_threads(args.build_threads)
+            rows += compare(kind, ids, x, cfg, ctx)
+    if "ivfpq" in args.kinds:
+        rows += ivfpq_rows(x, ctx)
     return rows
 
 
@@ -228,10 +241,13 @@ def memory_at_dim(dim: int, n: int, args: argparse.Namespace) -> list[Row]:
     x, _ = clustered_unit_vectors(n, dim, seed=7)
     ids = np.arange(n, dtype=np.int64)
     cfg = IndexConfig(dim=dim, hnsw_m=args.hnsw_m, ef_construction=args.ef_construction, ef_search=args.ef)
+    faiss.omp_set_num_threads(args.build_threads)
     rows = []
     for kind in ("flat", "hnsw"):
-        index, build_s = timed(lambda kind=kind: _wrapper_build(kind, ids, x, cfg))
-        rows.append(Row(n, dim, kind, "wrapper", "memory only", build_s, index.nbytes() / n))
+        index, build_s, rss = wrapper_build(kind, ids, x, cfg)
+        rows.append(
+            Row(n, dim, kind, "wrapper", "memory only", build_s, index.nbytes() / n, rss_bytes_per_vec=rss)
+        )
     return rows
 
 
@@ -254,26 +270,28 @@ def print_table(rows: list[Row]) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ints = lambda s: [int(v) for v in s.split(",") if v]  # noqa: E731
-    p.add_argument("--sizes", type=ints, default=[10_000, 100_000, 1_000_000])
+    p.add_argument("--sizes", type=ints, default=[10_000, 100_000])
     p.add_argument("--dim", type=int, default=256)
     p.add_argument("--queries", type=int, default=200)
     p.add_argument("--k", type=int, default=10)
-    p.add_argument("--kinds", default="flat,hnsw,ivfpq")
+    p.add_argument("--kinds", type=lambda s: s.split(","), default=["flat", "hnsw", "ivfpq"])
     p.add_argument("--hnsw-m", type=int, default=IndexConfig.hnsw_m)
     p.add_argument("--ef-construction", type=int, default=IndexConfig.ef_construction)
     p.add_argument("--ef", type=int, default=IndexConfig.ef_search)
     p.add_argument("--ef-sweep", type=ints, default=[32, 64, 256])
     p.add_argument("--nprobe", type=ints, default=[16, 64])
+    p.add_argument("--pq-bytes", type=ints, default=[32, 64], help="IVF-PQ code bytes per vector (m)")
+    p.add_argument("--hnsw-max", type=int, default=200_000, help="skip HNSW above this size (2-core budget)")
     p.add_argument("--bare-build-max", type=int, default=100_000, help="larger: bare HNSW reuses the graph")
     p.add_argument("--mem-dims", type=ints, default=[1280], help="extra dims for bytes/vector (10k vectors)")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--build-threads", type=int, default=1, help="1: OpenMP barriers stall on a busy VM")
+    p.add_argument("--search-threads", type=int, default=1, help="single queries: 1, as in a web process")
     p.add_argument("--out", type=Path, default=RESULTS)
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    faiss.omp_set_num_threads(args.threads)
     rows: list[Row] = []
     t0 = time.perf_counter()
     for n in args.sizes:

@@ -175,6 +175,8 @@ FLATSITE_MAX_ZIP_BYTES = int(os.environ.get("FLATSITE_MAX_ZIP_BYTES", str(500 * 
 # Which registered encoder drives search and which drives clustering (see bench/README.md for why).
 FLATSITE_SEARCH_ENCODER = os.environ.get("FLATSITE_SEARCH_ENCODER", "effnet-lite0")
 FLATSITE_CLUSTER_ENCODER = os.environ.get("FLATSITE_CLUSTER_ENCODER", "effnet-lite2")
+# True when GPU workers listen on the "gpu" queue; extraction and training are then routed there.
+FLATSITE_GPU_QUEUE = env_bool("FLATSITE_GPU_QUEUE", False)
 FLATSITE_JOB_HEARTBEAT_TIMEOUT = int(os.environ.get("FLATSITE_JOB_HEARTBEAT_TIMEOUT", "120"))
 FLATSITE_JOB_MAX_ATTEMPTS = int(os.environ.get("FLATSITE_JOB_MAX_ATTEMPTS", "3"))
 DATA_UPLOAD_MAX_NUMBER_FILES = FLATSITE_MAX_FILES_PER_UPLOAD

@@ -13,4 +13,5 @@ urlpatterns = [
     path("listings/<int:listing_id>/", api.ListingDetailApi.as_view(), name="api-listing"),
     path("listings/<int:listing_id>/photos/", api.ListingPhotosApi.as_view(), name="api-listing-photos"),
     path("jobs/<int:job_id>/", api.JobApi.as_view(), name="api-job"),
+    path("search/", api.SearchApi.as_view(), name="api-search"),
 ]

@@ -225,3 +225,27 @@ class IndexVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.encoder} index v{self.version} ({self.status})"
+
+
+class PhotoMatch(models.Model):
+    """A confirmed match between two stored photos (computed once when the newer one is indexed)."""
+
+    photo_a = models.ForeignKey(Photo, on_delete=models.CASCADE, related_name="matches_as_a")
+    photo_b = models.ForeignKey(Photo, on_delete=models.CASCADE, related_name="matches_as_b")
+    level = models.CharField(max_length=16)
+    score = models.FloatField()
+    evidence = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["photo_a", "photo_b"], name="photo_match_unique_pair"),
+            models.CheckConstraint(condition=Q(photo_a__lt=models.F("photo_b")), name="photo_match_ordered"),
+        ]
+        indexes = [models.Index(fields=["level"])]
+
+    def __str__(self) -> str:
+        return f"{self.level} match #{self.photo_a_id} ~ #{self.photo_b_id}"
+
+
+from search.models_clusters import *  # noqa: E402,F403

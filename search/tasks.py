@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from celery import shared_task
+from django.conf import settings
 
 from search.models import Job
-from search.services import ingest, jobs
+from search.services import features, ingest, jobs
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
@@ -16,10 +17,24 @@ def photos_process(job_id: int) -> None:
     ingest.job_ingest_run(job_id)
 
 
+@shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def features_extract(job_id: int) -> None:
+    """Extract features for every stored photo lacking them, then index them."""
+    if jobs.job_claim(job_id) is None:
+        return
+    features.job_extract_run(job_id)
+
+
 @shared_task(ignore_result=True)
 def jobs_reconcile() -> dict[str, int]:
     """Periodic: requeue jobs whose worker died or whose queue message was lost."""
     return jobs.jobs_reconcile()
 
 
+def _extract_queue() -> str:
+    # GPU workers listen on "gpu"; without one, extraction runs on the default CPU workers.
+    return "gpu" if settings.FLATSITE_GPU_QUEUE else "default"
+
+
 jobs.ENQUEUERS[Job.Kind.INGEST] = lambda job_id: photos_process.delay(job_id)
+jobs.ENQUEUERS[Job.Kind.EXTRACT] = lambda job_id: features_extract.apply_async((job_id,), queue=_extract_queue())

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from search import views
+from search import views, views_search
 
 urlpatterns = [
     path("", views.home, name="search-home"),
@@ -13,5 +13,8 @@ urlpatterns = [
     path("jobs/", views.job_list, name="search-jobs"),
     path("jobs/<int:job_id>/", views.job_detail, name="search-job"),
     path("jobs/<int:job_id>/cancel/", views.job_cancel, name="search-job-cancel"),
+    path("search/", views_search.search_upload, name="search-search"),
+    path("search/photo/<int:photo_id>/", views_search.search_photo, name="search-search-photo"),
+    path("duplicates/", views_search.duplicate_listings, name="search-duplicates"),
     path("photos/<int:photo_id>/<str:variant>.jpg", views.photo_file, name="search-photo-file"),
 ]

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_http_methods
 
 from search import roles, selectors, storage
 from search.forms import ListingForm, UploadForm
+from search.selectors_duplicates import listing_pairs
 from search.services import ingest, listings
 from search.uploads import UploadRejected
 
@@ -64,6 +65,7 @@ def listing_detail(request: HttpRequest, listing_id: int) -> HttpResponse:
         "photos": selectors.listing_photos(listing),
         "editable": editable,
         "form": UploadForm(),
+        "duplicate_pairs": listing_pairs(listing_id=listing.pk),
     }
     return render(request, "search/listing_detail.html", context)
 

@@ -63,9 +63,9 @@ class Service:
                 found += [int(pid) for pid in (task / "children").read_text().split()]
         return found
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Ask the process group to stop, then kill whatever is left of it."""
-        if self.alive():
+    def stop(self, timeout: float = 5.0, *, graceful: bool = False) -> None:
+        """Kill the whole process group (after a SIGTERM and up to timeout seconds when graceful)."""
+        if graceful and self.alive():
             _signal_group(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(timeout=timeout)
@@ -245,9 +245,9 @@ def tasks_sent_to(broker_url: str) -> Iterator[None]:
 
 
 def _reset_broker_pools(app: Any) -> None:
-    # The app caches its connection and producer pools for the first broker URL it used.
-    with contextlib.suppress(Exception):
-        if app._pool is not None:
-            app._pool.force_close_all()
+    # The app and kombu cache connection and producer pools per broker URL; start from none.
+    from kombu import pools
+
+    pools.reset()
     app._pool = None
     app.amqp._producer_pool = None

@@ -160,7 +160,7 @@ def umap_transform(
     rows = np.repeat(np.arange(n, dtype=np.int32), k)[keep]
     cols = knn_idx.ravel().astype(np.int32)[keep]
     rng_state = np.random.RandomState(seed).randint(_INT32_MIN, _INT32_MAX, 3).astype(np.int64)
-    return optimize_layout_euclidean(  # type: ignore[no-any-return]
+    return optimize_layout_euclidean(
         np.ascontiguousarray(init, dtype=np.float32),
         np.ascontiguousarray(tail, dtype=np.float32),
         rows,

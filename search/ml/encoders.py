@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,22 +200,37 @@ class SkipPoolEncoder(Encoder):
         return torch.cat(parts, dim=1)
 
 
-def torchvision_backbone(name: str, checkpoint: Path | None) -> nn.Module:
-    """Build the torchvision model; checkpoint None means random init (tests only, never downloads)."""
+def torchvision_backbone(name: str, checkpoint: Path | None, seed: int = 0) -> nn.Module:
+    """Build the torchvision model from a checkpoint, or with a fast seeded random init when it is None."""
     from torchvision.models import inception_v3, resnet50
 
-    arch = SKIP_SPECS[name].arch
-    model: nn.Module
-    if arch == "resnet50":
-        model = resnet50(weights=None)
+    # Built on the meta device: torchvision's own random init costs seconds and is overwritten anyway.
+    with torch.device("meta"):
+        if SKIP_SPECS[name].arch == "resnet50":
+            model: nn.Module = resnet50(weights=None)
+        else:
+            # transform_input=True matches the pretrained Google weights (they expect (x - 0.5) / 0.5 inputs).
+            model = inception_v3(weights=None, aux_logits=True, init_weights=False, transform_input=True)
+    model = model.to_empty(device="cpu")
+    if checkpoint is None:
+        random_init(model, seed)
     else:
-        # transform_input=True matches the pretrained Google weights (they expect (x - 0.5) / 0.5 inputs).
-        model = inception_v3(
-            weights=None, aux_logits=True, init_weights=checkpoint is None, transform_input=True
-        )
-    if checkpoint is not None:
         model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
     return model
+
+
+def random_init(model: nn.Module, seed: int) -> None:
+    """He-uniform conv/linear weights, identity BatchNorm, zero biases (tests and shape checks only)."""
+    gen = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d | nn.Linear):
+            fan_in = module.weight[0].numel()
+            bound = math.sqrt(6.0 / fan_in)
+            module.weight.data.uniform_(-bound, bound, generator=gen)
+            if module.bias is not None:
+                module.bias.data.zero_()
+        elif isinstance(module, nn.BatchNorm2d):
+            module.reset_parameters()  # weight 1, bias 0, running mean 0 / var 1
 
 
 def build_skip(

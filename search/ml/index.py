@@ -11,10 +11,10 @@ Design (why it looks like this):
   ``tombstone_rebuild_fraction`` the index is rebuilt from the stored vectors.
 
 Memory per vector (d = dim, float32):
-- flat: 4*d (FAISS codes) + 8 (label -> id) + 16 (sorted id/label arrays) = 4*d + 24 bytes
-  (d=256: 1048 B, d=1280: 5144 B).
-- hnsw, M = hnsw_m: 4*d + ~(2*M*4 * 1.03 + 4 + 8) graph + 24 bookkeeping = 4*d + ~300 bytes for M=32
-  (d=256: ~1.35 kB, d=1280: ~5.4 kB). Tombstones cost their full size until the next rebuild.
+- flat: 4*d (FAISS) + 8 (label -> id) + 16 (sorted id/label arrays) + 8 (search lookup copy) = 4*d + 32 bytes
+  (d=256: 1056 B, d=1280: 5152 B).
+- hnsw, M = hnsw_m: 4*d + ~(2*M*4 * 1.03 + 4 + 8) graph + 32 bookkeeping = 4*d + ~300 bytes for M=32
+  (d=256: ~1.33 kB, d=1280: ~5.4 kB); tombstones keep their full size (plus 1 bit each) until the rebuild.
 Measured numbers are in bench/README.md ("Index scale").
 
 Concurrency: one writer at a time; concurrent searches are fine while nobody mutates the object.
@@ -123,7 +123,7 @@ def _as_matrix(x: np.ndarray, dim: int, what: str) -> np.ndarray:
     arr = np.ascontiguousarray(x, dtype=np.float32)
     if arr.ndim != 2 or arr.shape[1] != dim:
         raise ValueError(f"{what} must have shape (N, {dim}), got {arr.shape}")
-    if not np.isfinite(arr).all():
+    if not np.isfinite(arr.sum(dtype=np.float64)):  # one reduction: NaN/inf propagate into the sum
         raise ValueError(f"{what} contain NaN or inf")
     return arr
 
@@ -148,6 +148,7 @@ class VectorIndex:
         self._n_dead = 0
         self._bitmap: np.ndarray | None = None  # packed alive bitmap; FAISS keeps a raw pointer to it
         self._selector: faiss.IDSelector | None = None
+        self._lookup: np.ndarray | None = None  # _label_ids + [-1], so FAISS's -1 padding maps to -1
 
     # ---- queries -------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -210,7 +211,8 @@ class VectorIndex:
         if self.kind == "hnsw":
             hnsw = self._faiss.hnsw
             total += hnsw.neighbors.size() * 4 + hnsw.levels.size() * 4 + hnsw.offsets.size() * 8
-        return total + self._label_ids.nbytes + self._sorted_ids.nbytes + self._sorted_labels.nbytes
+        caches = sum(a.nbytes for a in (self._lookup, self._bitmap) if a is not None)
+        return total + self._label_ids.nbytes + self._sorted_ids.nbytes + self._sorted_labels.nbytes + caches
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k by inner product: scores (Q, k) float32 and ids (Q, k) int64, padded with -inf / -1."""
@@ -224,9 +226,9 @@ class VectorIndex:
             scores, labels = self._faiss.search(q, k)
         else:
             scores, labels = self._faiss.search(q, k, params=params)
-        ids = np.where(labels >= 0, self._label_ids[np.maximum(labels, 0)], -1)  # (Q, k)
-        ok = ids >= 0
-        if not ok.all():  # only after tombstones or short results: move padding to the end of each row
+        ids = self._lookup_table()[labels]  # (Q, k); label -1 hits the trailing -1 sentinel
+        if ids.min() < 0:  # only after tombstones or short results: move padding to the end of each row
+            ok = ids >= 0
             order = np.argsort(~ok, axis=1, kind="stable")
             ids, scores, ok = (np.take_along_axis(a, order, axis=1) for a in (ids, scores, ok))
             scores[~ok] = _PAD_SCORE
@@ -239,15 +241,23 @@ class VectorIndex:
         params = _faiss.SearchParametersHNSW()
         params.efSearch = max(self.config.ef_search, k)
         if self._n_dead:
-            params.sel = self._alive_selector()
+            params.sel = params.referenced_sel = self._alive_selector()  # keep the selector alive too
         return params
 
+    def _lookup_table(self) -> np.ndarray:
+        lookup = self._lookup
+        if lookup is None:  # concurrent searches may both build it; each uses its own complete copy
+            lookup = self._lookup = np.append(self._label_ids, np.int64(-1))
+        return lookup
+
     def _alive_selector(self) -> faiss.IDSelector:
-        if self._selector is None:
-            alive = self._label_ids >= 0
-            self._bitmap = np.packbits(alive, bitorder="little")  # FAISS reads bit (i & 7) of byte i >> 3
-            self._selector = faiss.IDSelectorBitmap(alive.size, faiss.swig_ptr(self._bitmap))
-        return self._selector
+        selector = self._selector
+        if selector is None:
+            bitmap = np.packbits(self._label_ids >= 0, bitorder="little")  # FAISS reads bit i&7 of byte i>>3
+            selector = faiss.IDSelectorBitmap(self._label_ids.size, faiss.swig_ptr(bitmap))
+            selector.referenced_bitmap = bitmap  # FAISS holds a raw pointer: tie the array's lifetime to it
+            self._bitmap, self._selector = bitmap, selector
+        return selector
 
     # ---- mutations -----------------------------------------------------------------------------
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
@@ -270,7 +280,7 @@ class VectorIndex:
         pos = np.searchsorted(self._sorted_ids, ids)  # ids are sorted by _keep_last (np.unique)
         self._sorted_ids = np.insert(self._sorted_ids, pos, ids)
         self._sorted_labels = np.insert(self._sorted_labels, pos, labels)
-        self._invalidate_selector()
+        self._invalidate_caches()
 
     def remove(self, ids: np.ndarray) -> int:
         """Remove ``ids``; unknown ids are ignored. Returns how many were removed."""
@@ -307,11 +317,12 @@ class VectorIndex:
         else:
             self._label_ids[labels] = -1
             self._n_dead += int(labels.size)
-        self._invalidate_selector()
+        self._invalidate_caches()
 
-    def _invalidate_selector(self) -> None:
+    def _invalidate_caches(self) -> None:
         self._selector = None
         self._bitmap = None
+        self._lookup = None
 
     # ---- serialisation -------------------------------------------------------------------------
     def save_to(self, sink: ByteSink) -> None:

@@ -123,7 +123,9 @@ def photos_register(
     written: list[Path] = []
     try:
         with transaction.atomic():
-            job = jobs.job_create(Job.Kind.INGEST, user=uploader, params={"listing": listing.pk})
+            job = jobs.job_create(
+                Job.Kind.INGEST, user=uploader, params={"listing": listing.pk, "extract": enqueue}
+            )
             for item in staged.files:
                 outcomes.append(_register_one(job, listing, uploader, item.name, item.path, tags, written))
             received = job.photos.filter(status=Photo.Status.RECEIVED).count()
@@ -332,7 +334,12 @@ def job_ingest_run(job_id: int) -> Job:
             log.exception("processing photo %s failed", photo_id)
             photo_reject(photo_id, f"processing failed: {exc}")
         jobs.job_progress(job_id, done=_final_count(job_id))
-    return jobs.job_finish(job_id, result={"summary": ingest_summary(job_id)})
+    job = jobs.job_finish(job_id, result={"summary": ingest_summary(job_id)})
+    if job.params.get("extract", True):
+        from search.services.features import extract_enqueue
+
+        extract_enqueue(job.created_by)
+    return job
 
 
 def _final_count(job_id: int) -> int:

@@ -137,13 +137,16 @@ def test_worker_killed_mid_batch_loses_and_duplicates_nothing(
     start_worker: Any, send_tasks: str, settings: Any
 ) -> None:
     settings.FLATSITE_JOB_HEARTBEAT_TIMEOUT = HEARTBEAT_TIMEOUT_S
+    t0 = time.monotonic()
     first = start_worker("worker-a", FLATSITE_JOB_HEARTBEAT_TIMEOUT=str(HEARTBEAT_TIMEOUT_S))
     before = _media_files()
     n = 40
     listing = _listing()
     job = _ingest(listing, n, enqueue=True, size=(1280, 960))
     samples: list[int] = []
+    print("started", time.monotonic() - t0)
     done_at_kill = _kill_pool_child_mid_batch(first, job.pk, samples, at=8)
+    print("killed", time.monotonic() - t0)
     second = start_worker("worker-b", wait=False, FLATSITE_JOB_HEARTBEAT_TIMEOUT=str(HEARTBEAT_TIMEOUT_S))
     deadline = time.monotonic() + 90
     while True:  # what celery beat does in production, only more often
@@ -153,6 +156,7 @@ def test_worker_killed_mid_batch_loses_and_duplicates_nothing(
         if current.is_final or time.monotonic() > deadline:
             break
         time.sleep(0.25)
+    print("final", time.monotonic() - t0, current.attempts, samples[-5:])
     assert current.status == Job.Status.SUCCEEDED, f"{current.__dict__}\n{first.log()[-3000:]}\n{second.log()[-3000:]}"
     assert 0 < done_at_kill < n
     assert current.attempts >= 2  # the reconciler (or a redelivery) took the job over

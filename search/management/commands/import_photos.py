@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from search import roles
 from search.importing import ImportPlanError, plan_import
 from search.models import Job
-from search.services import accounts, imports
+from search.services import accounts, features, imports
 from search.uploads import UploadRejected
 
 
@@ -37,6 +38,7 @@ class Command(BaseCommand):
         total = sum(len(p.files) for p in plans)
         self.stdout.write(f"importing {total} files into {len(plans)} listings as '{owner.get_username()}'")
         started = time.monotonic()
+        since = timezone.now()
         outcomes: Counter[str] = Counter()
         with tqdm(total=total, unit="photo", disable=None) as bar:
 
@@ -49,8 +51,13 @@ class Command(BaseCommand):
             except UploadRejected as exc:
                 raise CommandError(str(exc)) from exc
         job_ids = [r.job.pk for r in results if r.job is not None]
-        if not opts["inline"]:
+        if opts["inline"]:
+            self.stdout.write("extracting features and indexing (inline)")
+            extract = features.extract_inline(owner)
+            self.stdout.write(f"extraction: {extract.status} {extract.result.get('extracted', extract.error)}")
+        else:
             self._wait(job_ids, opts["timeout"])
+            self._wait_extraction(since, opts["timeout"])
         self._summary(job_ids, outcomes, results, time.monotonic() - started)
 
     def _owner(self, username: str) -> Any:
@@ -74,6 +81,17 @@ class Command(BaseCommand):
                     return
                 time.sleep(0.5)
         raise CommandError("timed out waiting for workers (is a Celery worker running? or use --inline)")
+
+    def _wait_extraction(self, since: Any, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        pending = Job.objects.filter(kind=Job.Kind.EXTRACT, created_at__gte=since).exclude(
+            status__in=Job.FINAL_STATES
+        )
+        while pending.exists():
+            if time.monotonic() > deadline:
+                raise CommandError("timed out waiting for feature extraction")
+            time.sleep(1)
+        self.stdout.write("features extracted and indexed")
 
     def _summary(self, job_ids: list[int], outcomes: Counter[str], results: list[Any], seconds: float) -> None:
         states: Counter[str] = Counter()

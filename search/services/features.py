@@ -1,0 +1,166 @@
+"""Feature extraction for stored photos: global vectors per active encoder and local keypoints."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+from PIL import Image
+
+from search import storage
+from search.ml.features import load_encoder
+from search.models import Feature, Job, Photo
+from search.services import index, jobs, matches
+
+log = logging.getLogger(__name__)
+LOCAL_ENCODER = "sift"
+BATCH = 32
+FLUSH = 1024  # vectors per index version written
+
+
+def active_encoders() -> list[str]:
+    """Encoders every stored photo gets features for: search first, then clustering."""
+    names = [settings.FLATSITE_SEARCH_ENCODER, settings.FLATSITE_CLUSTER_ENCODER]
+    return list(dict.fromkeys(names))
+
+
+def photos_missing(encoder: str, limit: int | None = None) -> list[int]:
+    """Stored photos (not copies, not rejected) that lack a feature from this encoder."""
+    qs = (
+        Photo.objects.filter(duplicate_of__isnull=True, status__in=[Photo.Status.PROCESSED, Photo.Status.INDEXED])
+        .exclude(features__encoder=encoder)
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
+    return list(qs[:limit] if limit else qs)
+
+
+def _image_paths(photo_ids: list[int]) -> tuple[list[int], list[str]]:
+    rows = Photo.objects.filter(pk__in=photo_ids).values_list("id", "image_path")
+    found = dict(rows)
+    ids = [pid for pid in photo_ids if found.get(pid)]
+    return ids, [str(storage.media_path(found[pid])) for pid in ids]
+
+
+def _store(encoder: str, ids: list[int], vectors: np.ndarray) -> None:
+    rows = [
+        Feature(photo_id=pid, encoder=encoder, dim=int(vec.shape[0]), data=vec.astype(np.float32).tobytes())
+        for pid, vec in zip(ids, vectors, strict=True)
+    ]
+    with transaction.atomic():
+        Feature.objects.bulk_create(rows, ignore_conflicts=True)  # a redelivered batch adds nothing twice
+
+
+def features_extract(
+    encoder: str,
+    photo_ids: list[int],
+    *,
+    on_step: Callable[[int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> int:
+    """Embed photos with one encoder in batches, store the vectors and add them to its index."""
+    model = load_encoder(encoder)
+    done = 0
+    for lo in range(0, len(photo_ids), FLUSH):
+        if should_stop is not None and should_stop():
+            break
+        ids, paths = _image_paths(photo_ids[lo : lo + FLUSH])
+
+        def step(n: int, _total: int, base: int = done) -> None:
+            if on_step is not None:
+                on_step(base + n)
+
+        vectors = model.embed_paths(paths, batch_size=BATCH, on_step=step, should_stop=should_stop)  # (N, D)
+        ids = ids[: len(vectors)]
+        if ids:
+            _store(encoder, ids, vectors)
+            # One index version per flush, not per batch: each version rewrites the file.
+            index.index_add(encoder, np.asarray(ids, dtype=np.int64), vectors, mark_indexed=False)
+        done += len(photo_ids[lo : lo + FLUSH])
+    return done
+
+
+def local_extract(photo_ids: list[int], *, on_step: Callable[[int], None] | None = None) -> int:
+    """Extract and store local keypoint features used to verify candidate matches."""
+    from search.ml.localmatch import extract_local
+
+    done = 0
+    ids, paths = _image_paths(photo_ids)
+    for pid, path in zip(ids, paths, strict=True):
+        with Image.open(path) as img:
+            data = extract_local(img.convert("RGB")).to_bytes()
+        Feature.objects.get_or_create(photo_id=pid, encoder=LOCAL_ENCODER, defaults={"data": data})
+        done += 1
+        if on_step is not None and done % 8 == 0:
+            on_step(done)
+    return done
+
+
+def _mark_indexed() -> int:
+    search_encoder = settings.FLATSITE_SEARCH_ENCODER
+    return Photo.objects.filter(status=Photo.Status.PROCESSED, features__encoder=search_encoder).update(
+        status=Photo.Status.INDEXED
+    )
+
+
+def features_run(job_id: int | None = None) -> dict[str, Any]:
+    """Extract everything missing (all active encoders + local features); the unit of an extract job."""
+    plan = {name: photos_missing(name) for name in [*active_encoders(), LOCAL_ENCODER]}
+    total = sum(len(ids) for ids in plan.values())
+    if job_id is not None:
+        jobs.job_progress(job_id, done=0, total=total, message="extracting features")
+    offset = 0
+
+    def step(done: int) -> None:
+        if job_id is not None:
+            jobs.job_progress(job_id, done=offset + done)
+
+    def stop() -> bool:
+        return job_id is not None and jobs.job_should_stop(job_id)
+
+    counts: dict[str, Any] = {}
+    for name, ids in plan.items():
+        if name == LOCAL_ENCODER:
+            counts[name] = local_extract(ids, on_step=step)
+        else:
+            counts[name] = features_extract(name, ids, on_step=step, should_stop=stop)
+        offset += len(ids)
+    counts["indexed"] = _mark_indexed()
+    new_ids = plan[settings.FLATSITE_SEARCH_ENCODER]
+    if job_id is not None:
+        jobs.job_progress(job_id, done=offset, total=offset + len(new_ids), message="finding matches")
+    counts["matches"] = matches.photo_matches_compute(new_ids, on_step=step)
+    return counts
+
+
+def extract_enqueue(user: Any = None) -> Job | None:
+    """Queue one extract job for whatever lacks features, unless one is already waiting."""
+    if Job.objects.filter(kind=Job.Kind.EXTRACT, status=Job.Status.QUEUED).exists():
+        return None
+    with transaction.atomic():
+        job = jobs.job_create(Job.Kind.EXTRACT, user=user, params={"mode": "pending"})
+        jobs.job_enqueue(job)
+    return job
+
+
+def extract_inline(user: Any = None) -> Job:
+    """Run an extract job in this process (CLI without a worker); visible on the jobs page."""
+    job = jobs.job_create(Job.Kind.EXTRACT, user=user, params={"mode": "pending", "inline": True})
+    if jobs.job_claim(job.pk, worker="inline") is None:
+        return Job.objects.get(pk=job.pk)
+    return job_extract_run(job.pk)
+
+
+def job_extract_run(job_id: int) -> Job:
+    """Run a claimed extract job to its end (cancel-aware)."""
+    try:
+        counts = features_run(job_id)
+    except Exception as exc:
+        log.exception("extraction job %s failed", job_id)
+        return jobs.job_finish(job_id, status=Job.Status.FAILED, error=f"extraction failed: {exc}")
+    status = Job.Status.CANCELLED if jobs.job_should_stop(job_id) else Job.Status.SUCCEEDED
+    return jobs.job_finish(job_id, status=status, result={"extracted": counts})

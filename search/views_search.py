@@ -1,0 +1,70 @@
+"""Search pages: upload-and-search, search from a stored photo, duplicate listings report."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseForbidden
+from django.shortcuts import render
+from django.views.decorators.http import require_http_methods
+
+from search import roles, selectors
+from search.ml.normalise import ImageRejected, check_extension
+from search.selectors_duplicates import listing_pairs
+from search.selectors_search import image_search, query_from_file, query_from_photo
+
+
+def _parse_k(request: HttpRequest) -> int:
+    try:
+        return max(1, min(int(request.POST.get("k") or request.GET.get("k") or 10), 100))
+    except ValueError:
+        return 10
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def search_upload(request: HttpRequest) -> HttpResponse:
+    """Drop a photo, see its matches by level and by listing."""
+    if not roles.can(request.user, roles.SEARCH):
+        return HttpResponseForbidden("Your role cannot search photos.")
+    context: dict[str, Any] = {}
+    if request.method == "POST":
+        upload = request.FILES.get("photo")
+        if upload is None:
+            context["error"] = "Choose a photo to search with."
+            return render(request, "search/search.html", context, status=400)
+        try:
+            check_extension(upload.name or "")
+            with tempfile.NamedTemporaryFile(suffix=Path(upload.name or "").suffix) as tmp:
+                for chunk in upload.chunks():
+                    tmp.write(chunk)
+                tmp.flush()
+                query = query_from_file(Path(tmp.name), upload.name or "query")
+        except ImageRejected as exc:
+            context["error"] = f"Cannot search with this file: {exc}"
+            return render(request, "search/search.html", context, status=400)
+        context["result"] = image_search(query, k=_parse_k(request))
+    return render(request, "search/search.html", context)
+
+
+@login_required
+def search_photo(request: HttpRequest, photo_id: int) -> HttpResponse:
+    """Matches of a photo already in the collection."""
+    if not roles.can(request.user, roles.SEARCH):
+        return HttpResponseForbidden("Your role cannot search photos.")
+    photo = selectors.photo_viewable(request.user, photo_id)
+    if photo is None or not photo.stored.image_path:
+        raise Http404("No such photo, or it is not processed yet.")
+    result = image_search(query_from_photo(photo), k=_parse_k(request))
+    return render(request, "search/search.html", {"result": result, "query_photo": photo})
+
+
+@login_required
+def duplicate_listings(request: HttpRequest) -> HttpResponse:
+    """Report of listing pairs that probably show the same property."""
+    if not roles.can(request.user, roles.SEARCH):
+        return HttpResponseForbidden("Your role cannot search photos.")
+    return render(request, "search/duplicates.html", {"pairs": listing_pairs()})

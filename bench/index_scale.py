@@ -1,11 +1,12 @@
 """Index scale benchmark: build time, memory, single-query latency and recall@10 of the vector index.
 
-python -m bench.index_scale [--sizes 10000,100000,1000000] [--dim 256] [--queries 200] [--threads 2]
+python -m bench.index_scale [--sizes 10000,100000] [--dim 256] [--queries 200] [--merge]
 
 For every size it measures exact flat and HNSW through ``search.ml.index.VectorIndex`` AND a bare FAISS
-index of the same kind and parameters (the overhead target is wrapper <= 1.5x bare latency), plus a bare
-IVF-PQ index as the memory-lean alternative. Recall@10 is against exact search. Vectors are synthetic,
-L2-normalised and clustered (many small groups, like photos of the same listing).
+index of the same kind and parameters (target: wrapper <= 1.5x bare latency), plus bare IVF-PQ as the
+memory-lean alternative. Recall@10 is against exact search. Vectors are synthetic, L2-normalised and
+clustered (many small groups, like the photos of one listing). Times are recorded twice: wall clock and CPU
+time of this process, because on an oversubscribed VM wall time mostly measures waiting for a core.
 """
 
 from __future__ import annotations
@@ -33,20 +34,39 @@ MACHINE = "2-core x86_64 VM, 24 GiB, CPU only, shared with other jobs"
 
 
 @dataclass
+class Lat:
+    p50_ms: float
+    p99_ms: float
+    cpu_p50_ms: float
+    cpu_p99_ms: float
+    found: np.ndarray  # (Q, k) ids or labels
+
+
+@dataclass
 class Row:
     size: int
     dim: int
     kind: str
     impl: str
     params: str
-    build_s: float
-    bytes_per_vec: float
+    build_s: float = math.nan
+    build_cpu_s: float = math.nan
+    bytes_per_vec: float = math.nan
     p50_ms: float = math.nan
     p99_ms: float = math.nan
+    cpu_p50_ms: float = math.nan
+    cpu_p99_ms: float = math.nan
     recall_at_10: float = math.nan
     rss_bytes_per_vec: float = math.nan
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def set_lat(self, lat: Lat, truth: np.ndarray) -> Row:
+        self.p50_ms, self.p99_ms, self.cpu_p50_ms, self.cpu_p99_ms = (
+            lat.p50_ms, lat.p99_ms, lat.cpu_p50_ms, lat.cpu_p99_ms
+        )  # fmt: skip
+        self.recall_at_10 = recall_at(lat.found, truth)
+        return self
 
 
 def clustered_unit_vectors(
@@ -76,27 +96,29 @@ def rss_bytes() -> int:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    t0 = time.perf_counter()
+def timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:
+    """(result, wall seconds, process CPU seconds)."""
+    t0, c0 = time.perf_counter(), time.process_time()
     out = fn()
-    return out, time.perf_counter() - t0
+    return out, time.perf_counter() - t0, time.process_time() - c0
 
 
-def latencies(searches: list[Searcher], queries: np.ndarray) -> list[tuple[float, float, np.ndarray]]:
-    """p50/p99 ms of one-query calls and (Q, k) ids; indexes take turns per query to share load noise."""
+def latencies(searches: list[Searcher], queries: np.ndarray) -> list[Lat]:
+    """One-query latencies; indexes take turns per query so they share the same load noise."""
     for q in queries[:10]:  # warm caches and lazy allocations
         for search in searches:
             search(q[None, :])
-    times = np.zeros((len(searches), len(queries)))
+    wall = np.zeros((len(searches), len(queries)))
+    cpu = np.zeros_like(wall)
     found: list[list[np.ndarray]] = [[] for _ in searches]
     for i, q in enumerate(queries):
         for j in np.roll(np.arange(len(searches)), i):  # rotate who goes first
-            t0 = time.perf_counter_ns()
+            t0, c0 = time.perf_counter_ns(), time.thread_time_ns()
             found[j].append(searches[j](q[None, :])[0])
-            times[j, i] = (time.perf_counter_ns() - t0) / 1e6
+            cpu[j, i], wall[j, i] = (time.thread_time_ns() - c0) / 1e6, (time.perf_counter_ns() - t0) / 1e6
     return [
-        (float(np.percentile(t, 50)), float(np.percentile(t, 99)), np.stack(f))
-        for t, f in zip(times, found, strict=True)
+        Lat(*(float(np.percentile(a, p)) for a in (w, c) for p in (50, 99)), np.stack(f))  # type: ignore[arg-type]
+        for w, c, f in zip(wall, cpu, found, strict=True)
     ]
 
 
@@ -110,15 +132,6 @@ def hnsw_graph_bytes(index: Any) -> int:
     return int(hnsw.neighbors.size() * 4 + hnsw.levels.size() * 4 + hnsw.offsets.size() * 8)
 
 
-def wrapper_build(
-    kind: str, ids: np.ndarray, x: np.ndarray, cfg: IndexConfig
-) -> tuple[VectorIndex, float, float]:
-    """(index, build seconds, RSS growth per vector) through VectorIndex with a forced kind."""
-    rss0 = rss_bytes()
-    index, build_s = timed(lambda: _add(VectorIndex(cfg, kind), ids, x))
-    return index, build_s, (rss_bytes() - rss0) / len(ids)
-
-
 def _add(index: Any, ids: np.ndarray | None, x: np.ndarray) -> Any:
     if ids is None:
         index.add(x)  # bare FAISS
@@ -127,7 +140,22 @@ def _add(index: Any, ids: np.ndarray | None, x: np.ndarray) -> Any:
     return index
 
 
-def bare_hnsw(x: np.ndarray, cfg: IndexConfig) -> Any:
+def wrapper_row(kind: str, ids: np.ndarray, x: np.ndarray, cfg: IndexConfig) -> tuple[VectorIndex, Row]:
+    """Build through VectorIndex with a forced kind; the row has build time and memory."""
+    rss0 = rss_bytes()
+    index, wall, cpu = timed(lambda: _add(VectorIndex(cfg, kind), ids, x))
+    row = Row(len(ids), cfg.dim, kind, "wrapper", params_of(kind, cfg), wall, cpu)
+    row.rss_bytes_per_vec = (rss_bytes() - rss0) / len(ids)
+    return index, row
+
+
+def params_of(kind: str, cfg: IndexConfig) -> str:
+    return "IndexFlatIP" if kind == "flat" else f"M={cfg.hnsw_m} efC={cfg.ef_construction} ef={cfg.ef_search}"
+
+
+def bare_index(kind: str, x: np.ndarray, cfg: IndexConfig) -> Any:
+    if kind == "flat":
+        return _add(faiss.IndexFlatIP(cfg.dim), None, x)
     index = faiss.IndexHNSWFlat(x.shape[1], cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
     index.hnsw.efConstruction, index.hnsw.efSearch = cfg.ef_construction, cfg.ef_search
     return _add(index, None, x)
@@ -136,29 +164,20 @@ def bare_hnsw(x: np.ndarray, cfg: IndexConfig) -> Any:
 def compare(kind: str, ids: np.ndarray, x: np.ndarray, cfg: IndexConfig, ctx: dict[str, Any]) -> list[Row]:
     """Wrapper vs bare FAISS of the same kind and parameters, latencies measured interleaved."""
     n, k, args = len(ids), ctx["k"], ctx["args"]
-    wrapper, w_build, rss = wrapper_build(kind, ids, x, cfg)
-    notes = ""
-    if kind == "flat":
-        bare, b_build = timed(lambda: _add(faiss.IndexFlatIP(cfg.dim), None, x))
-        params, bare_bpv = "IndexFlatIP", cfg.dim * 4.0
-    elif n <= args.bare_build_max:
-        bare, b_build = timed(lambda: bare_hnsw(x, cfg))
+    faiss.omp_set_num_threads(args.build_threads)
+    wrapper, wrow = wrapper_row(kind, ids, x, cfg)
+    brow = Row(n, cfg.dim, kind, "bare", params_of(kind, cfg))
+    if kind == "flat" or n <= args.bare_build_max:
+        bare, brow.build_s, brow.build_cpu_s = timed(lambda: bare_index(kind, x, cfg))
     else:
-        bare, b_build = wrapper._faiss, math.nan
-        notes = "bare = the wrapper's own FAISS graph (build not repeated)"
-    if kind == "hnsw":
-        params = f"M={cfg.hnsw_m} efC={cfg.ef_construction} ef={cfg.ef_search}"
-        bare_bpv = cfg.dim * 4.0 + hnsw_graph_bytes(bare) / n
+        bare, brow.notes = wrapper._faiss, "bare = the wrapper's own FAISS graph (build not repeated)"
+    brow.bytes_per_vec = cfg.dim * 4.0 + (hnsw_graph_bytes(bare) / n if kind == "hnsw" else 0.0)
     faiss.omp_set_num_threads(args.search_threads)
-    (wp50, wp99, wfound), (bp50, bp99, bfound) = latencies(
+    wlat, blat = latencies(
         [lambda q: wrapper.search(q, k)[1], lambda q: bare.search(q, k)[1]], ctx["queries"]
     )
-    rows = [
-        Row(n, cfg.dim, kind, "wrapper", params, w_build, wrapper.nbytes() / n, wp50, wp99,
-            recall_at(wfound, ctx["truth"]), rss),
-        Row(n, cfg.dim, kind, "bare", params, b_build, bare_bpv, bp50, bp99,
-            recall_at(bfound, ctx["truth_labels"]), notes=notes),
-    ]  # fmt: skip
+    wrow.set_lat(wlat, ctx["truth"]).bytes_per_vec = wrapper.nbytes() / n  # after search: includes caches
+    rows = [wrow, brow.set_lat(blat, ctx["truth_labels"])]
     if kind == "hnsw":
         rows += ef_sweep(wrapper, ctx)
     return rows
@@ -169,13 +188,10 @@ def ef_sweep(index: VectorIndex, ctx: dict[str, Any]) -> list[Row]:
     rows, c = [], index.config
     for ef in ctx["args"].ef_sweep:
         index.set_ef_search(ef)
-        ((p50, p99, found),) = latencies([lambda q: index.search(q, ctx["k"])[1]], ctx["queries"])
-        params = f"M={c.hnsw_m} efC={c.ef_construction} ef={ef}"
-        row = Row(
-            len(index), c.dim, "hnsw", "wrapper", params, math.nan, index.nbytes() / len(index), p50, p99
-        )
-        row.recall_at_10, row.notes = recall_at(found, ctx["truth"]), "ef sweep on the graph above"
-        rows.append(row)
+        (lat,) = latencies([lambda q: index.search(q, ctx["k"])[1]], ctx["queries"])
+        row = Row(len(index), c.dim, "hnsw", "wrapper", f"M={c.hnsw_m} efC={c.ef_construction} ef={ef}")
+        row.bytes_per_vec, row.notes = index.nbytes() / len(index), "ef sweep on the graph above"
+        rows.append(row.set_lat(lat, ctx["truth"]))
     index.set_ef_search(c.ef_search)
     return rows
 
@@ -184,25 +200,20 @@ def ivfpq_rows(x: np.ndarray, ctx: dict[str, Any]) -> list[Row]:
     """Bare IVF-PQ, nlist ~ 2 sqrt(n) in [64, 1024] (2-core k-means budget), 8-bit codes of m bytes."""
     n, dim = x.shape
     nlist = int(min(1024, max(64, 2 ** round(math.log2(2 * math.sqrt(n))))))
-    rows = []
-    for m in ctx["args"].pq_bytes:
-        faiss.omp_set_num_threads(ctx["args"].build_threads)
+    args, rows = ctx["args"], []
+    for m in args.pq_bytes:
+        faiss.omp_set_num_threads(args.build_threads)
         index = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
-        index.cp.niter = 10
-        sample = x[np.random.default_rng(1).choice(n, min(n, 64 * nlist), replace=False)]
-        _, train_s = timed(lambda index=index, sample=sample: index.train(sample))
-        _, add_s = timed(lambda index=index: index.add(x))
+        index.cp.niter = index.pq.cp.niter = 10  # k-means budget for 2 cores (default 25 for PQ)
+        sample = x[np.random.default_rng(1).choice(n, min(n, max(20_000, 40 * nlist)), replace=False)]
+        _, wall, cpu = timed(lambda index=index, sample=sample: (index.train(sample), index.add(x)))
         bpv = faiss.serialize_index(index).nbytes / n
-        faiss.omp_set_num_threads(ctx["args"].search_threads)
-        for nprobe in ctx["args"].nprobe:
+        faiss.omp_set_num_threads(args.search_threads)
+        for nprobe in args.nprobe:
             index.nprobe = nprobe
-            ((p50, p99, found),) = latencies(
-                [lambda q, index=index: index.search(q, ctx["k"])[1]], ctx["queries"]
-            )
-            params = f"nlist={nlist} m={m}x8bit nprobe={nprobe}"
-            row = Row(n, dim, "ivfpq", "bare", params, train_s + add_s, bpv, p50, p99)
-            row.recall_at_10, row.extra = recall_at(found, ctx["truth_labels"]), {"train_s": train_s}
-            rows.append(row)
+            (lat,) = latencies([lambda q, index=index: index.search(q, ctx["k"])[1]], ctx["queries"])
+            row = Row(n, dim, "ivfpq", "bare", f"nlist={nlist} m={m}x8bit nprobe={nprobe}", wall, cpu, bpv)
+            rows.append(row.set_lat(lat, ctx["truth_labels"]))
     return rows
 
 
@@ -219,17 +230,11 @@ def bench_size(n: int, args: argparse.Namespace) -> list[Row]:
     exact.add(x)
     truth_labels = exact.search(queries, args.k)[1]  # (Q, k) ground truth by exact batch search
     del exact
-    ctx = {
-        "k": args.k,
-        "queries": queries,
-        "truth_labels": truth_labels,
-        "truth": ids[truth_labels],
-        "args": args,
-    }
+    ctx = {"k": args.k, "queries": queries, "truth_labels": truth_labels, "truth": ids[truth_labels]}
+    ctx["args"] = args
     rows: list[Row] = []
     for kind in ("flat", "hnsw"):
         if kind in args.kinds and (kind == "flat" or n <= args.hnsw_max):
-            faiss.omp_set_num_threads(args.build_threads)
             rows += compare(kind, ids, x, cfg, ctx)
     if "ivfpq" in args.kinds:
         rows += ivfpq_rows(x, ctx)
@@ -244,31 +249,37 @@ def memory_at_dim(dim: int, n: int, args: argparse.Namespace) -> list[Row]:
     faiss.omp_set_num_threads(args.build_threads)
     rows = []
     for kind in ("flat", "hnsw"):
-        index, build_s, rss = wrapper_build(kind, ids, x, cfg)
-        rows.append(
-            Row(n, dim, kind, "wrapper", "memory only", build_s, index.nbytes() / n, rss_bytes_per_vec=rss)
-        )
+        index, row = wrapper_row(kind, ids, x, cfg)
+        row.bytes_per_vec, row.notes = index.nbytes() / n, "memory only"
+        rows.append(row)
     return rows
 
 
+def overhead(rows: list[Row], row: Row, attr: str) -> float:
+    """Wrapper latency / bare latency for the same size, kind and parameters."""
+    for bare in rows:
+        same = (bare.size, bare.dim, bare.kind, bare.params) == (row.size, row.dim, row.kind, row.params)
+        if row.impl == "wrapper" and bare.impl == "bare" and same:
+            return float(getattr(row, attr) / getattr(bare, attr))
+    return math.nan
+
+
 def print_table(rows: list[Row]) -> None:
-    head = f"{'size':>8} {'dim':>5} {'kind':<6} {'impl':<8} {'params':<32} {'build_s':>8} {'B/vec':>7}"
-    print(head + f" {'p50_ms':>7} {'p99_ms':>7} {'R@10':>6} {'ovh':>5}")
-    bare = {(r.size, r.dim, r.kind, r.params): r.p50_ms for r in rows if r.impl == "bare"}
+    print(
+        f"{'size':>8} {'dim':>5} {'kind':<6} {'impl':<8} {'params':<30} {'build_s':>8} {'cpu_s':>7} "
+        f"{'B/vec':>6} {'cpu50ms':>8} {'cpu99ms':>8} {'wall50':>7} {'wall99':>7} {'R@10':>6} {'ovh':>5}"
+    )
     for r in rows:
-        ovh = (
-            r.p50_ms / bare.get((r.size, r.dim, r.kind, r.params), math.nan)
-            if r.impl == "wrapper"
-            else math.nan
-        )
+        ovh = overhead(rows, r, "cpu_p50_ms")
         print(
-            f"{r.size:>8} {r.dim:>5} {r.kind:<6} {r.impl:<8} {r.params:<32} {r.build_s:>8.2f} "
-            f"{r.bytes_per_vec:>7.0f} {r.p50_ms:>7.3f} {r.p99_ms:>7.3f} {r.recall_at_10:>6.3f} {ovh:>5.2f}"
+            f"{r.size:>8} {r.dim:>5} {r.kind:<6} {r.impl:<8} {r.params:<30} {r.build_s:>8.2f} "
+            f"{r.build_cpu_s:>7.2f} {r.bytes_per_vec:>6.0f} {r.cpu_p50_ms:>8.3f} {r.cpu_p99_ms:>8.3f} "
+            f"{r.p50_ms:>7.3f} {r.p99_ms:>7.3f} {r.recall_at_10:>6.3f} {ovh:>5.2f}"
         )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ints = lambda s: [int(v) for v in s.split(",") if v]  # noqa: E731
     p.add_argument("--sizes", type=ints, default=[10_000, 100_000])
     p.add_argument("--dim", type=int, default=256)
@@ -286,6 +297,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mem-dims", type=ints, default=[1280], help="extra dims for bytes/vector (10k vectors)")
     p.add_argument("--build-threads", type=int, default=1, help="1: OpenMP barriers stall on a busy VM")
     p.add_argument("--search-threads", type=int, default=1, help="single queries: 1, as in a web process")
+    p.add_argument("--merge", action="store_true", help="keep rows of other size/dim/kind in --out")
     p.add_argument("--out", type=Path, default=RESULTS)
     return p.parse_args(argv)
 
@@ -299,6 +311,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"# size {n} done after {time.perf_counter() - t0:.0f}s", flush=True)
     for dim in args.mem_dims:
         rows += memory_at_dim(dim, 10_000, args)
+    if args.merge and args.out.exists():
+        done = {(r.size, r.dim, r.kind) for r in rows}
+        old = [Row(**r) for r in json.loads(args.out.read_text())["rows"]]
+        rows = [r for r in old if (r.size, r.dim, r.kind) not in done] + rows
     print_table(rows)
     write_json(args, rows, time.perf_counter() - t0)
 
@@ -308,6 +324,7 @@ def write_json(args: argparse.Namespace, rows: list[Row], total_s: float) -> Non
         "benchmark": "index_scale",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{MACHINE}; {platform.machine()} {os.cpu_count()} cpus; faiss {faiss.__version__}",
+        "load_average": os.getloadavg(),
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "total_s": total_s,
         "rows": [asdict(r) for r in rows],

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 
@@ -142,13 +144,19 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 CHANNEL_BACKEND = os.environ.get("CHANNEL_BACKEND", "redis")
+CHANNEL_LAYERS: dict[str, dict[str, Any]]
 if CHANNEL_BACKEND == "memory":
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 else:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [os.environ.get("CHANNEL_REDIS_URL", REDIS_URL)], "capacity": 200},
+            "CONFIG": {
+                # redis-py 8 gives up on a socket read after 5 s by default, exactly as long as
+                # channels_redis blocks waiting for a message: every idle websocket would crash.
+                "hosts": [{"address": os.environ.get("CHANNEL_REDIS_URL", REDIS_URL), "socket_timeout": 30}],
+                "capacity": 200,
+            },
         }
     }
 
@@ -175,6 +183,9 @@ FLATSITE_MAX_ZIP_BYTES = int(os.environ.get("FLATSITE_MAX_ZIP_BYTES", str(500 * 
 # Which registered encoder drives search and which drives clustering (see bench/README.md for why).
 FLATSITE_SEARCH_ENCODER = os.environ.get("FLATSITE_SEARCH_ENCODER", "effnet-lite0")
 FLATSITE_CLUSTER_ENCODER = os.environ.get("FLATSITE_CLUSTER_ENCODER", "effnet-lite2")
+# Match-level thresholds: empty means the calibrated defaults of search.ml.matching.LevelThresholds
+# (see bench/README.md); a JSON object here overrides single values.
+FLATSITE_MATCH_THRESHOLDS = json.loads(os.environ.get("FLATSITE_MATCH_THRESHOLDS", "{}"))
 # True when GPU workers listen on the "gpu" queue; extraction and training are then routed there.
 FLATSITE_GPU_QUEUE = env_bool("FLATSITE_GPU_QUEUE", False)
 FLATSITE_JOB_HEARTBEAT_TIMEOUT = int(os.environ.get("FLATSITE_JOB_HEARTBEAT_TIMEOUT", "120"))

@@ -122,7 +122,10 @@ class ListingPhotosApi(APIView):
             )
         except UploadRejected as exc:
             return Response({"error": f"upload refused: {exc}"}, status=400)
-        payload = {"job": result.job.pk if result.job else None, "outcomes": [o.as_dict() for o in result.outcomes]}
+        payload = {
+            "job": result.job.pk if result.job else None,
+            "outcomes": [o.as_dict() for o in result.outcomes],
+        }
         return Response(payload, status=201)
 
 
@@ -164,17 +167,18 @@ class SearchApi(APIView):
     parser_classes = [MultiPartParser]
 
     @extend_schema(
-        request={"multipart/form-data": {"type": "object", "properties": {"photo": {"type": "string", "format": "binary"}, "k": {"type": "integer"}}}},
+        request={
+            "multipart/form-data": {
+                "type": "object",
+                "properties": {"photo": {"type": "string", "format": "binary"}, "k": {"type": "integer"}},
+            }
+        },
         responses={200: {"type": "object"}},
     )
     def post(self, request: Request) -> Response:
         """Search the collection with an uploaded photo; matches carry level, score and evidence."""
-        import tempfile
-        from pathlib import Path
-
-        from search.management.commands.find_similar import result_json
-        from search.ml.normalise import ImageRejected, check_extension
-        from search.selectors_search import image_search, query_from_file
+        from search.ml.normalise import ImageRejected
+        from search.selectors_search import image_search, query_from_upload
 
         if not roles.can(request.user, roles.SEARCH):
             raise PermissionDenied("Your role cannot search photos.")
@@ -182,13 +186,10 @@ class SearchApi(APIView):
         if upload is None:
             return Response({"error": "send the query image in the 'photo' field"}, status=400)
         try:
-            check_extension(upload.name or "")
-            with tempfile.NamedTemporaryFile(suffix=Path(upload.name or "").suffix) as tmp:
-                for chunk in upload.chunks():
-                    tmp.write(chunk)
-                tmp.flush()
-                query = query_from_file(Path(tmp.name), upload.name or "query")
+            query = query_from_upload(upload)
         except ImageRejected as exc:
             return Response({"error": f"cannot search with this file: {exc}"}, status=400)
-        k = int(request.data.get("k") or 10)
-        return Response(result_json(upload.name or "query", image_search(query, k=max(1, min(k, 100)))))
+        data: Any = request.data
+        k = int(data.get("k") or 10)
+        result = image_search(query, k=max(1, min(k, 100)))
+        return Response(result.as_json(upload.name or "query"))

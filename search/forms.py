@@ -30,4 +30,7 @@ class MultipleFileField(forms.FileField):
 
 
 class UploadForm(forms.Form):
-    files = MultipleFileField(help_text="Photos (JPEG, PNG, WebP, GIF) or a zip of photos.")
+    # The field shadows Form.files only in the type stubs; Django's metaclass moves it into base_fields.
+    files = MultipleFileField(  # type: ignore[assignment]
+        help_text="Photos (JPEG, PNG, WebP, GIF) or a zip of photos."
+    )

@@ -12,7 +12,18 @@ from search.ml.normalise import ALLOWED_EXTENSIONS
 
 HOUSES_FILE = re.compile(r"^(?P<house>\d+)_(?P<room>[A-Za-z]+)\.[A-Za-z]+$")
 HOUSES_INFO_GLOB = "HousesInfo*.txt"
-CSV_COLUMNS = ("file", "listing", "title", "address", "zipcode", "bedrooms", "bathrooms", "area", "price", "room")
+CSV_COLUMNS = (
+    "file",
+    "listing",
+    "title",
+    "address",
+    "zipcode",
+    "bedrooms",
+    "bathrooms",
+    "area",
+    "price",
+    "room",
+)
 
 
 class ImportPlanError(ValueError):

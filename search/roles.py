@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from typing import Any
 
 REALTOR = "realtor"
 MODERATOR = "moderator"
@@ -33,16 +33,16 @@ MANAGE_JOBS = "search.manage_jobs"
 VIEW_ANY_LISTING = "search.view_any_listing"
 
 
-def can(user: AbstractBaseUser | AnonymousUser, perm: str) -> bool:
+def can(user: Any, perm: str) -> bool:
     """Whether an authenticated, active user holds a permission."""
-    return bool(user.is_authenticated and user.is_active and user.has_perm(perm))  # type: ignore[union-attr]
+    return bool(user.is_authenticated and user.is_active and user.has_perm(perm))
 
 
-def role_names(user: AbstractBaseUser | AnonymousUser) -> list[str]:
+def role_names(user: Any) -> list[str]:
     """The roles a user has, for display."""
     if not user.is_authenticated:
         return []
     if getattr(user, "is_superuser", False):
         return list(ROLES)
-    names = set(user.groups.values_list("name", flat=True))  # type: ignore[union-attr]
+    names = set(user.groups.values_list("name", flat=True))
     return [r for r in ROLES if r in names]

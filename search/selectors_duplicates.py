@@ -27,7 +27,8 @@ class ListingPair:
     @property
     def best(self) -> str:
         """Strongest level among the shared photos."""
-        return min((s["level"] for s in self.shared), key=lambda lv: LEVEL_RANK.get(lv, 9))
+        levels: list[str] = [str(s["level"]) for s in self.shared]
+        return min(levels, key=lambda lv: LEVEL_RANK.get(lv, 9))
 
 
 def _groups() -> dict[int, set[tuple[int, int]]]:
@@ -41,7 +42,12 @@ def _groups() -> dict[int, set[tuple[int, int]]]:
     return groups
 
 
-def _add(pairs: dict[tuple[int, int], list[dict[str, Any]]], x: tuple[int, int], y: tuple[int, int], info: dict[str, Any]) -> None:
+def _add(
+    pairs: dict[tuple[int, int], list[dict[str, Any]]],
+    x: tuple[int, int],
+    y: tuple[int, int],
+    info: dict[str, Any],
+) -> None:
     if x[0] == y[0]:
         return
     (la, pa), (lb, pb) = sorted([x, y])
@@ -61,7 +67,9 @@ def listing_pairs(min_shared: int = 2, listing_id: int | None = None) -> list[Li
         for x in groups.get(a, ()):
             for y in groups.get(b, ()):
                 _add(pairs, x, y, {"level": level, "score": score})
-    keep = {k: v for k, v in pairs.items() if len(v) >= min_shared and (listing_id is None or listing_id in k)}
+    keep = {
+        k: v for k, v in pairs.items() if len(v) >= min_shared and (listing_id is None or listing_id in k)
+    }
     listings = Listing.objects.in_bulk({i for k in keep for i in k})
     found = [ListingPair(listings[a], listings[b], shared) for (a, b), shared in keep.items()]
     return sorted(found, key=lambda p: (-p.count, LEVEL_RANK.get(p.best, 9)))

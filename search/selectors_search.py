@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,10 +13,17 @@ from PIL import Image, ImageOps
 
 from search import storage
 from search.ml.features import load_encoder
-from search.ml.hashing import hamming
-from search.ml.localmatch import LocalFeatures, extract_local, verify
-from search.ml.matching import Candidate, Level, LevelThresholds, Match, classify, rank_matches
-from search.ml.normalise import ImageLimits, normalise
+from search.ml.localmatch import LocalFeatures, extract_local
+from search.ml.matching import (
+    Level,
+    LevelThresholds,
+    Match,
+    QueryEvidence,
+    StoredEvidence,
+    match_shortlist,
+    merge_hits,
+)
+from search.ml.normalise import ImageLimits, check_extension, normalise
 from search.models import Feature, Photo
 from search.services.index import index_for_search
 
@@ -58,9 +66,30 @@ class SearchResult:
     took_ms: float
     timings: dict[str, float] = field(default_factory=dict)
 
+    def as_json(self, query: str) -> dict[str, Any]:
+        """The JSON shape shared by the API and find_similar --json."""
+        return {
+            "query": query,
+            "took_ms": round(self.took_ms, 1),
+            "matches": [
+                {
+                    "photo_id": row.photo.pk,
+                    "listing_id": row.photo.listing_id,
+                    "original_name": row.photo.original_name,
+                    "level": row.level,
+                    "score": round(float(row.score), 4),
+                    "evidence": row.evidence,
+                }
+                for row in self.matches
+            ],
+        }
+
     def by_level(self) -> list[tuple[str, str, list[MatchRow]]]:
         """(level, label, rows) in level order, empty levels omitted."""
-        groups = [(lv.value, LEVEL_LABELS[lv], [m for m in self.matches if m.level == lv.value]) for lv in LEVEL_ORDER]
+        groups = [
+            (lv.value, LEVEL_LABELS[lv], [m for m in self.matches if m.level == lv.value])
+            for lv in LEVEL_ORDER
+        ]
         return [g for g in groups if g[2]]
 
     def by_listing(self) -> list[dict[str, Any]]:
@@ -77,14 +106,24 @@ class SearchResult:
 
 def thresholds() -> LevelThresholds:
     """Calibrated level thresholds, overridable in settings (FLATSITE_MATCH_THRESHOLDS)."""
-    overrides = getattr(settings, "FLATSITE_MATCH_THRESHOLDS", {}) or {}
-    return LevelThresholds(**overrides)
+    return LevelThresholds.from_dict(getattr(settings, "FLATSITE_MATCH_THRESHOLDS", {}) or {})
 
 
 def query_from_file(path: Path, name: str) -> QueryImage:
     """Normalise an uploaded query exactly as stored photos were (raises ImageRejected)."""
     result = normalise(path, name, ImageLimits(max_pixels=settings.FLATSITE_MAX_PIXELS))
     return QueryImage(result.image, result.sha256_pixels, result.phash, name)
+
+
+def query_from_upload(upload: Any) -> QueryImage:
+    """Normalise an uploaded query file (Django UploadedFile); raises ImageRejected."""
+    name = upload.name or "query"
+    check_extension(name)
+    with tempfile.NamedTemporaryFile(suffix=Path(name).suffix) as tmp:
+        for chunk in upload.chunks():
+            tmp.write(chunk)
+        tmp.flush()
+        return query_from_file(Path(tmp.name), name)
 
 
 def query_from_photo(photo: Photo) -> QueryImage:
@@ -96,53 +135,46 @@ def query_from_photo(photo: Photo) -> QueryImage:
     return QueryImage(image, stored.sha256_pixels, int(stored.phash or "0", 16), photo.original_name, exclude)
 
 
-def _shortlist(query: QueryImage, size: int) -> dict[int, tuple[float, bool]]:
+def _shortlist(query: QueryImage, size: int) -> dict[int, float]:
     encoder = settings.FLATSITE_SEARCH_ENCODER
     index = index_for_search(encoder)
     if index is None or len(index) == 0:
         return {}
+    # The mirror is searched too, so mirrored copies reach the shortlist.
     vectors = load_encoder(encoder).embed_images([query.image, ImageOps.mirror(query.image)])  # (2, D)
     scores, ids = index.search(vectors, min(size, len(index)))  # (2, k)
-    best: dict[int, tuple[float, bool]] = {}
-    for row, mirrored in ((0, False), (1, True)):
-        for score, pid in zip(scores[row], ids[row], strict=True):
-            if pid < 0 or int(pid) in query.exclude_ids:
-                continue
-            if float(score) > best.get(int(pid), (-2.0, False))[0]:
-                best[int(pid)] = (float(score), mirrored)
-    return best
+    merged = merge_hits((scores[:1], ids[:1]), (scores[1:], ids[1:]))
+    return {pid: score for pid, score in merged.items() if pid not in query.exclude_ids}
 
 
-def _verifications(query: QueryImage, ids: list[int]) -> dict[int, Any]:
-    if not ids:
-        return {}
-    mine = extract_local(query.image)
-    rows = Feature.objects.filter(encoder="sift", photo_id__in=ids).values_list("photo_id", "data")
-    return {pid: verify(mine, LocalFeatures.from_bytes(bytes(data))) for pid, data in rows}
+def _stored_lookup(ids: list[int], verify_ids: list[int]) -> dict[int, StoredEvidence]:
+    rows = Photo.objects.filter(pk__in=ids).values_list("pk", "sha256_pixels", "phash")
+    local = dict(
+        Feature.objects.filter(encoder="sift", photo_id__in=verify_ids).values_list("photo_id", "data")
+    )
+    return {
+        pk: StoredEvidence(
+            sha256=sha,
+            phash=int(ph, 16) if ph else None,
+            features=LocalFeatures.from_bytes(bytes(local[pk])) if pk in local else None,
+        )
+        for pk, sha, ph in rows
+    }
 
 
-def _candidates(query: QueryImage, shortlist: dict[int, tuple[float, bool]], verify_top: int) -> list[Candidate]:
-    exact_ids = set(
+def _match(query: QueryImage, shortlist: dict[int, float], limits: LevelThresholds) -> list[Match]:
+    exact_ids = list(
         Photo.objects.filter(sha256_pixels=query.sha256_pixels, duplicate_of__isnull=True)
         .exclude(pk__in=query.exclude_ids)
         .values_list("pk", flat=True)
     )
-    ranked = sorted(shortlist, key=lambda pid: -shortlist[pid][0])
-    checks = _verifications(query, ranked[:verify_top])
-    hashes = dict(Photo.objects.filter(pk__in=[*ranked, *exact_ids]).values_list("pk", "phash"))
-    out = []
-    for pid in dict.fromkeys([*exact_ids, *ranked]):
-        stored_hash = hashes.get(pid) or ""
-        out.append(
-            Candidate(
-                id=pid,
-                global_score=shortlist.get(pid, (1.0, False))[0],
-                pixel_equal=pid in exact_ids,
-                phash_distance=hamming(query.phash, int(stored_hash, 16)) if stored_hash else None,
-                verification=checks.get(pid),
-            )
-        )
-    return out
+    ordered = sorted(shortlist, key=lambda pid: -shortlist[pid])
+    verify_ids = [*exact_ids, *ordered[: limits.verify_top_k]]
+    stored = _stored_lookup([*exact_ids, *ordered], verify_ids)
+    evidence = QueryEvidence(
+        query.sha256_pixels, query.phash, extract_local(query.image) if ordered else None
+    )
+    return match_shortlist(evidence, shortlist, stored.get, limits, exact_ids=exact_ids)
 
 
 def _rows(matches: list[Match], exclude: set[int]) -> list[MatchRow]:
@@ -156,19 +188,19 @@ def _rows(matches: list[Match], exclude: set[int]) -> list[MatchRow]:
     for match in matches:
         rows.append(MatchRow(photos[match.id], match.level.value, match.score, dict(match.evidence)))
         for copy in by_original.get(match.id, []):
-            rows.append(MatchRow(copy, match.level.value, match.score, {**match.evidence, "copy_of": match.id}))
+            rows.append(
+                MatchRow(copy, match.level.value, match.score, {**match.evidence, "copy_of": match.id})
+            )
     return rows
 
 
-def image_search(query: QueryImage, *, k: int = 10, shortlist: int = 50, verify_top: int = 30) -> SearchResult:
+def image_search(query: QueryImage, *, k: int = 10, shortlist: int = 50) -> SearchResult:
     """Find matches of a query photo at every level; similar-look results are capped at k."""
     started = time.perf_counter()
     short = _shortlist(query, shortlist)
     t_global = time.perf_counter()
-    candidates = _candidates(query, short, verify_top)
+    matches = _match(query, short, thresholds())
     t_local = time.perf_counter()
-    limits = thresholds()
-    matches = rank_matches([m for c in candidates if (m := classify(c, limits)) is not None])
     similar = [m for m in matches if m.level == Level.SIMILAR][:k]
     kept = [m for m in matches if m.level != Level.SIMILAR] + similar
     rows = _rows(kept, query.exclude_ids)

@@ -37,4 +37,8 @@ def _extract_queue() -> str:
 
 
 jobs.ENQUEUERS[Job.Kind.INGEST] = lambda job_id: photos_process.delay(job_id)
-jobs.ENQUEUERS[Job.Kind.EXTRACT] = lambda job_id: features_extract.apply_async((job_id,), queue=_extract_queue())
+jobs.ENQUEUERS[Job.Kind.EXTRACT] = lambda job_id: features_extract.apply_async(
+    (job_id,), queue=_extract_queue()
+)
+
+from search import tasks_clusters  # noqa: E402,F401  (registers the clustering tasks with Celery)

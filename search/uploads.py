@@ -9,7 +9,7 @@ import uuid
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import Protocol
 
 from search.ml.normalise import ImageRejected, check_extension
 
@@ -45,6 +45,12 @@ class Staged:
     rejected: list[tuple[str, str]] = field(default_factory=list)
 
 
+class Readable(Protocol):
+    """Any binary stream: an open file, BytesIO, or a Django UploadedFile."""
+
+    def read(self, size: int = ..., /) -> bytes: ...
+
+
 class UploadRejected(ValueError):
     """The whole upload is refused (e.g. too many files); nothing was stored."""
 
@@ -76,7 +82,7 @@ def new_staging_dir(root: Path) -> Path:
     return path
 
 
-def stage_stream(stream: BinaryIO, name: str, staging: Path, limits: UploadLimits) -> Path:
+def stage_stream(stream: Readable, name: str, staging: Path, limits: UploadLimits) -> Path:
     """Copy an uploaded stream into staging, refusing it past the size limit."""
     target = staging / uuid.uuid4().hex
     written = 0
@@ -102,7 +108,9 @@ def _check_zip_entries(infos: list[zipfile.ZipInfo], limits: UploadLimits) -> No
         raise UploadRejected(f"archive has {len(files)} files; the limit is {limits.max_files}")
     declared = sum(i.file_size for i in files)
     if declared > limits.max_total_bytes:
-        raise UploadRejected(f"archive would expand to {declared} bytes; the limit is {limits.max_total_bytes}")
+        raise UploadRejected(
+            f"archive would expand to {declared} bytes; the limit is {limits.max_total_bytes}"
+        )
 
 
 def expand_zip(archive: Path, staging: Path, limits: UploadLimits, staged: Staged) -> None:

@@ -1,6 +1,6 @@
 """URLs of the search app's pages."""
 
-from django.urls import path
+from django.urls import include, path
 
 from search import views, views_search
 
@@ -17,4 +17,5 @@ urlpatterns = [
     path("search/photo/<int:photo_id>/", views_search.search_photo, name="search-search-photo"),
     path("duplicates/", views_search.duplicate_listings, name="search-duplicates"),
     path("photos/<int:photo_id>/<str:variant>.jpg", views.photo_file, name="search-photo-file"),
+    path("clusters/", include("search.urls_clusters")),
 ]

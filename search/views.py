@@ -7,6 +7,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.http.response import HttpResponseBase
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseForbidden
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
@@ -124,7 +125,7 @@ def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
 
 
 @login_required
-def photo_file(request: HttpRequest, photo_id: int, variant: str) -> HttpResponse:
+def photo_file(request: HttpRequest, photo_id: int, variant: str) -> HttpResponseBase:
     """Serve a photo's normalised image or thumbnail (never the private original)."""
     photo = selectors.photo_viewable(request.user, photo_id)
     if photo is None or variant not in ("image", "thumb"):

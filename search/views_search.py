@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
@@ -12,9 +10,9 @@ from django.shortcuts import render
 from django.views.decorators.http import require_http_methods
 
 from search import roles, selectors
-from search.ml.normalise import ImageRejected, check_extension
+from search.ml.normalise import ImageRejected
 from search.selectors_duplicates import listing_pairs
-from search.selectors_search import image_search, query_from_file, query_from_photo
+from search.selectors_search import image_search, query_from_photo, query_from_upload
 
 
 def _parse_k(request: HttpRequest) -> int:
@@ -37,12 +35,7 @@ def search_upload(request: HttpRequest) -> HttpResponse:
             context["error"] = "Choose a photo to search with."
             return render(request, "search/search.html", context, status=400)
         try:
-            check_extension(upload.name or "")
-            with tempfile.NamedTemporaryFile(suffix=Path(upload.name or "").suffix) as tmp:
-                for chunk in upload.chunks():
-                    tmp.write(chunk)
-                tmp.flush()
-                query = query_from_file(Path(tmp.name), upload.name or "query")
+            query = query_from_upload(upload)
         except ImageRejected as exc:
             context["error"] = f"Cannot search with this file: {exc}"
             return render(request, "search/search.html", context, status=400)

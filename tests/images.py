@@ -13,12 +13,16 @@ def picture(seed: int = 0, size: tuple[int, int] = (320, 240)) -> Image.Image:
     rng = np.random.default_rng(seed)
     img = Image.new("RGB", size, tuple(int(v) for v in rng.integers(0, 255, 3)))
     draw = ImageDraw.Draw(img)
-    for _ in range(25):
+    for _ in range(60):
         x0, y0 = int(rng.integers(0, max(1, size[0] - 20))), int(rng.integers(0, max(1, size[1] - 20)))
-        x1, y1 = x0 + int(rng.integers(10, 120)), y0 + int(rng.integers(10, 90))
+        x1, y1 = x0 + int(rng.integers(6, 90)), y0 + int(rng.integers(6, 70))
         colour = tuple(int(v) for v in rng.integers(0, 255, 3))
-        (draw.rectangle if rng.random() < 0.5 else draw.ellipse)([x0, y0, x1, y1], fill=colour)
-    return img
+        outline = tuple(int(v) for v in rng.integers(0, 255, 3))
+        (draw.rectangle if rng.random() < 0.5 else draw.ellipse)([x0, y0, x1, y1], fill=colour, outline=outline)
+    # Fine texture gives local features something to hold on to, as real photos do.
+    noise = rng.integers(-40, 40, (size[1], size[0], 1), dtype=np.int16)
+    textured = np.clip(np.asarray(img, dtype=np.int16) + noise, 0, 255).astype(np.uint8)
+    return Image.fromarray(textured, "RGB")
 
 
 def encode(img: Image.Image, fmt: str = "JPEG", **kwargs: object) -> bytes:

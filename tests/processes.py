@@ -67,10 +67,8 @@ class Service:
         """Kill the whole process group (after a SIGTERM and up to timeout seconds when graceful)."""
         if graceful and self.alive():
             _signal_group(self.proc.pid, signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                pass
         # Pool children may outlive a killed master: the whole group goes, always.
         _signal_group(self.proc.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -82,13 +80,30 @@ def _signal_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
+def _die_with_parent() -> Callable[[], None] | None:
+    """A pre-exec hook giving the child SIGKILL when pytest dies, so no worker outlives a killed run."""
+    if sys.platform != "linux":
+        return None
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here: the hook itself must not import
+    pr_set_pdeathsig = 1
+    return lambda: prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
 def _spawn(name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> Service:
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            argv,
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,  # own process group, so stop() reaches every pool child
+            preexec_fn=_die_with_parent(),
         )
     return Service(name=name, proc=proc, log_path=log_path)
 
@@ -96,7 +111,9 @@ def _spawn(name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> Se
 def _await_ready(service: Service, ready: Callable[[], Any], timeout: float) -> Any:
     def check() -> Any:
         if not service.alive():
-            raise ProcessFailed(f"{service.name} exited with {service.proc.returncode}:\n{service.log()[-4000:]}")
+            raise ProcessFailed(
+                f"{service.name} exited with {service.proc.returncode}:\n{service.log()[-4000:]}"
+            )
         return ready()
 
     try:
@@ -104,7 +121,9 @@ def _await_ready(service: Service, ready: Callable[[], Any], timeout: float) -> 
     except BaseException as exc:
         service.stop()
         if isinstance(exc, TimeoutError):
-            raise ProcessFailed(f"{service.name} not ready in {timeout:.0f} s:\n{service.log()[-4000:]}") from exc
+            raise ProcessFailed(
+                f"{service.name} not ready in {timeout:.0f} s:\n{service.log()[-4000:]}"
+            ) from exc
         raise
 
 
@@ -187,7 +206,7 @@ def _http_ok(url: str) -> bool:
     import urllib.request
 
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback test server
+        with urllib.request.urlopen(url, timeout=2) as response:
             return bool(response.status == 200)
     except OSError:
         return False

@@ -7,7 +7,7 @@ os.environ.setdefault("CHANNEL_BACKEND", "memory")
 os.environ.setdefault("FLATSITE_ALLOW_DEV_KEY", "1")
 os.environ.setdefault("FLATSITE_DATA_DIR", tempfile.mkdtemp(prefix="flatsite-test-"))
 
-from flatsite.settings import *  # noqa: E402,F403
+from flatsite.settings import *  # noqa: F403
 
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True

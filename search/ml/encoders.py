@@ -84,10 +84,13 @@ class EffNetLiteEncoder(Encoder):
         # extract_features = stem + blocks + 1x1 head, i.e. everything but pooling and the classifier.
         self._trunk: Callable[[torch.Tensor], torch.Tensor] = getattr(self.model, "extract_features")  # noqa: B009
 
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) normalised -> (B, 1280, ceil(S/32), ceil(S/32)) last feature map, before pooling."""
+        return self._trunk(x)
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) -> (B, 1280)."""
-        fmap = self._trunk(x)  # (B, 1280, ceil(S/32), ceil(S/32))
-        return pool_features(fmap, self.options.pooling, self.options.gem_p)
+        return pool_features(self.feature_map(x), self.options.pooling, self.options.gem_p)
 
 
 def fuse_effnet(model: nn.Module) -> nn.Module:

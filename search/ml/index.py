@@ -24,73 +24,34 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields, replace
-from typing import TYPE_CHECKING, Any, Protocol
+from dataclasses import asdict, replace
+from typing import TYPE_CHECKING, Any
 
 import faiss
 import numpy as np
 
-# The stubs bundled with faiss-cpu lack the HNSW search parameters and the Python IO callbacks.
+from search.ml.index_config import (
+    KINDS,
+    ByteSink,
+    ByteSource,
+    IndexConfig,
+    IndexCorrupt,
+    IndexLocked,
+    IndexMissing,
+    as_ids,
+    as_matrix,
+)
+
+# The stubs bundled with faiss-cpu lack HNSW search parameters, IO callbacks and SWIG attribute slots.
 _faiss: Any = faiss
 
 if TYPE_CHECKING:  # re-exported lazily (module __getattr__) because those modules import this one
     from search.ml.index_reconcile import plan_reconcile, reconcile
-    from search.ml.index_store import IndexStore, IndexVersionInfo
+    from search.ml.index_store import IndexStore, IndexVersionInfo, LiveIndex
 
-KINDS = ("flat", "hnsw")
 FORMAT_VERSION = 1
 _MAGIC = b"FSVIDX01"
 _PAD_SCORE = np.float32(-np.inf)
-
-
-class IndexCorrupt(RuntimeError):
-    """A stored index could not be verified or parsed."""
-
-
-class IndexMissing(IndexCorrupt):
-    """The store holds no version at all (build one from the database)."""
-
-
-class IndexLocked(RuntimeError):
-    """Another holder owns the store's reindex lock."""
-
-
-class ByteSink(Protocol):
-    def write(self, data: bytes, /) -> Any: ...
-
-
-class ByteSource(Protocol):
-    def read(self, n: int, /) -> bytes: ...
-
-
-@dataclass(frozen=True)
-class IndexConfig:
-    """Index parameters; serialisable with ``dataclasses.asdict``."""
-
-    dim: int
-    exact_threshold: int = 50_000  # n < threshold: exact flat; n >= threshold: HNSW (see bench/README.md)
-    hnsw_m: int = 32
-    ef_construction: int = 80
-    ef_search: int = 128
-    tombstone_rebuild_fraction: float = 0.2  # hnsw: rebuild once this share of labels is dead
-    norm_tolerance: float = 1e-3  # |‖v‖ - 1| allowed for added vectors
-
-    def __post_init__(self) -> None:
-        if self.dim < 1 or self.hnsw_m < 2 or self.ef_construction < 1 or self.ef_search < 1:
-            raise ValueError(f"invalid IndexConfig: {self}")
-        if self.exact_threshold < 0 or not 0.0 < self.tombstone_rebuild_fraction <= 1.0:
-            raise ValueError(f"invalid IndexConfig: {self}")
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> IndexConfig:
-        """Build from ``asdict`` output, ignoring unknown keys (forward compatible files)."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
-
-    def kind_for(self, n: int) -> str:
-        """Kind ``build_index`` picks for ``n`` vectors."""
-        return "flat" if n < self.exact_threshold else "hnsw"
 
 
 def _new_faiss(config: IndexConfig, kind: str) -> faiss.Index:
@@ -107,25 +68,6 @@ def _new_faiss(config: IndexConfig, kind: str) -> faiss.Index:
 def _is_kind(index: Any, kind: str) -> bool:
     expected = faiss.IndexFlatIP if kind == "flat" else faiss.IndexHNSWFlat
     return isinstance(index, expected) and index.metric_type == faiss.METRIC_INNER_PRODUCT
-
-
-def as_ids(ids: np.ndarray) -> np.ndarray:
-    arr = np.asarray(ids)
-    if arr.ndim != 1 or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
-        raise ValueError(f"ids must be a 1-D integer array, got shape {arr.shape} dtype {arr.dtype}")
-    arr = arr.astype(np.int64, copy=False)
-    if arr.size and arr.min() < 0:
-        raise ValueError("ids must be >= 0 (-1 is the padding value)")
-    return arr
-
-
-def _as_matrix(x: np.ndarray, dim: int, what: str) -> np.ndarray:
-    arr = np.ascontiguousarray(x, dtype=np.float32)
-    if arr.ndim != 2 or arr.shape[1] != dim:
-        raise ValueError(f"{what} must have shape (N, {dim}), got {arr.shape}")
-    if not np.isfinite(arr.sum(dtype=np.float64)):  # one reduction: NaN/inf propagate into the sum
-        raise ValueError(f"{what} contain NaN or inf")
-    return arr
 
 
 def _keep_last(ids: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -218,7 +160,8 @@ class VectorIndex:
         """Top-k by inner product: scores (Q, k) float32 and ids (Q, k) int64, padded with -inf / -1."""
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        q = _as_matrix(queries, self.config.dim, "queries")  # (Q, d)
+        # Queries skip the NaN check (hot path): a NaN query gets arbitrary results, never a crash.
+        q = as_matrix(queries, self.config.dim, "queries", check_finite=False)  # (Q, d)
         if q.shape[0] == 0 or len(self) == 0:
             return np.full((q.shape[0], k), _PAD_SCORE, np.float32), np.full((q.shape[0], k), -1, np.int64)
         params = self._search_params(k)
@@ -227,7 +170,8 @@ class VectorIndex:
         else:
             scores, labels = self._faiss.search(q, k, params=params)
         ids = self._lookup_table()[labels]  # (Q, k); label -1 hits the trailing -1 sentinel
-        if ids.min() < 0:  # only after tombstones or short results: move padding to the end of each row
+        # FAISS pads at row ends; a -1 mid-row can only be a tombstone, which exists only if _n_dead > 0.
+        if self._n_dead or ids[:, -1].min() < 0:  # move padding to the end of each row
             ok = ids >= 0
             order = np.argsort(~ok, axis=1, kind="stable")
             ids, scores, ok = (np.take_along_axis(a, order, axis=1) for a in (ids, scores, ok))
@@ -254,7 +198,7 @@ class VectorIndex:
         selector = self._selector
         if selector is None:
             bitmap = np.packbits(self._label_ids >= 0, bitorder="little")  # FAISS reads bit i&7 of byte i>>3
-            selector = faiss.IDSelectorBitmap(self._label_ids.size, faiss.swig_ptr(bitmap))
+            selector = _faiss.IDSelectorBitmap(self._label_ids.size, faiss.swig_ptr(bitmap))
             selector.referenced_bitmap = bitmap  # FAISS holds a raw pointer: tie the array's lifetime to it
             self._bitmap, self._selector = bitmap, selector
         return selector
@@ -263,7 +207,7 @@ class VectorIndex:
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Add or replace vectors (N, dim), L2-normalised, under ids (N,)."""
         ids = as_ids(ids)
-        vecs = _as_matrix(vectors, self.config.dim, "vectors")  # (N, d)
+        vecs = as_matrix(vectors, self.config.dim, "vectors")  # (N, d)
         if vecs.shape[0] != ids.size:
             raise ValueError(f"{ids.size} ids but {vecs.shape[0]} vectors")
         norms = np.linalg.norm(vecs, axis=1)
@@ -388,7 +332,7 @@ def build_index(ids: np.ndarray, vectors: np.ndarray, config: IndexConfig) -> Ve
 
 def __getattr__(name: str) -> Any:
     """Lazy re-export of the store API (index_store imports this module, so no eager import here)."""
-    if name in ("IndexStore", "IndexVersionInfo"):
+    if name in ("IndexStore", "IndexVersionInfo", "LiveIndex"):
         from search.ml import index_store
 
         return getattr(index_store, name)
@@ -407,6 +351,7 @@ __all__ = [
     "IndexMissing",
     "IndexStore",
     "IndexVersionInfo",
+    "LiveIndex",
     "VectorIndex",
     "build_index",
     "plan_reconcile",

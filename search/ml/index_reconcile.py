@@ -6,7 +6,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from search.ml.index import VectorIndex, as_ids
+from search.ml.index import VectorIndex
+from search.ml.index_config import as_ids
 
 
 def plan_reconcile(index: VectorIndex, live_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

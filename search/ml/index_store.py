@@ -17,17 +17,20 @@ import fcntl
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import secrets
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from search.ml.index import IndexCorrupt, IndexLocked, IndexMissing, VectorIndex
+from search.ml.index import VectorIndex
+from search.ml.index_config import IndexCorrupt, IndexLocked, IndexMissing
 
 logger = logging.getLogger(__name__)
 
@@ -303,3 +306,50 @@ class IndexStore:
         for entry in os.scandir(self.root):
             if entry.name.endswith(".tmp") and entry.stat().st_mtime < cutoff:
                 Path(entry.path).unlink(missing_ok=True)
+
+
+class LiveIndex:
+    """Per-process cached index (web or worker): loaded once, reloaded when a newer version is live."""
+
+    def __init__(
+        self, store: IndexStore, poll_s: float = 2.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.store, self.poll_s, self._clock = store, poll_s, clock
+        self._current: tuple[VectorIndex, IndexVersionInfo] | None = None
+        self._checked_at = -math.inf
+        self._seen_latest: int | None = None  # newest number tried, so a damaged one is not re-read per poll
+        self._lock = threading.Lock()
+
+    def get(self) -> tuple[VectorIndex, IndexVersionInfo]:
+        """Current index; polls ``latest_version()`` at most every ``poll_s``. IndexCorrupt if none loads."""
+        current = self._current
+        if current is not None and self._clock() - self._checked_at < self.poll_s:
+            return current
+        if not self._lock.acquire(blocking=current is None):
+            return current  # type: ignore[return-value]  # another thread is reloading: serve the old one
+        try:
+            self._checked_at = self._clock()
+            latest = self.store.latest_version()
+            if self._current is None or (
+                latest != self._seen_latest and (latest or 0) > self._current[1].version
+            ):
+                self._seen_latest = latest
+                self._reload()
+            assert self._current is not None
+            return self._current
+        finally:
+            self._lock.release()
+
+    def _reload(self) -> None:
+        try:
+            loaded = self.store.load()
+            if self._current is None or loaded[1].version > self._current[1].version:
+                self._current = loaded  # readers keep the old object until they drop it
+        except IndexCorrupt:
+            if self._current is None:
+                raise
+            logger.exception("keeping index version %d: newer versions do not load", self._current[1].version)
+
+    def invalidate(self) -> None:
+        """Force a version check on the next ``get`` (e.g. right after this process wrote a version)."""
+        self._checked_at = -math.inf

@@ -31,7 +31,9 @@ def active_encoders() -> list[str]:
 def photos_missing(encoder: str, limit: int | None = None) -> list[int]:
     """Stored photos (not copies, not rejected) that lack a feature from this encoder."""
     qs = (
-        Photo.objects.filter(duplicate_of__isnull=True, status__in=[Photo.Status.PROCESSED, Photo.Status.INDEXED])
+        Photo.objects.filter(
+            duplicate_of__isnull=True, status__in=[Photo.Status.PROCESSED, Photo.Status.INDEXED]
+        )
         .exclude(features__encoder=encoder)
         .order_by("id")
         .values_list("id", flat=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
+
 import numpy as np
 from django.conf import settings
 from django.db import transaction
@@ -35,7 +36,13 @@ def _register(encoder: str, info: IndexVersionInfo, *, live: bool, job_id: int |
         row, _ = IndexVersion.objects.update_or_create(
             encoder=encoder,
             version=info.version,
-            defaults={"path": str(info.path), "kind": info.kind, "count": info.count, "status": status, "job_id": job_id},
+            defaults={
+                "path": str(info.path),
+                "kind": info.kind,
+                "count": info.count,
+                "status": status,
+                "job_id": job_id,
+            },
         )
     return row
 
@@ -53,19 +60,23 @@ def _live_or_empty(store: IndexStore, encoder: str, dim: int) -> VectorIndex:
         return build_index(ids, vectors, IndexConfig(dim=dim))
 
 
-def index_add(encoder: str, ids: np.ndarray, vectors: np.ndarray, *, mark_indexed: bool = True) -> IndexVersion:
+def index_add(
+    encoder: str, ids: np.ndarray, vectors: np.ndarray, *, mark_indexed: bool = True
+) -> IndexVersion:
     """Add vectors to the live index as a new version (no rebuild) and mark the photos indexed."""
     store = index_store(encoder)
     with store.lock():
         index = _live_or_empty(store, encoder, int(vectors.shape[1]))
         index.add(ids, vectors)
-        if index.needs_rebuild():
+        if index.needs_rebuild:
             index.rebuild()
         info = store.write(index, meta={"encoder": encoder, "reason": "add"})
         row = _register(encoder, info, live=True)
         store.prune(keep=3)
     if mark_indexed:
-        Photo.objects.filter(pk__in=ids.tolist(), status=Photo.Status.PROCESSED).update(status=Photo.Status.INDEXED)
+        Photo.objects.filter(pk__in=ids.tolist(), status=Photo.Status.PROCESSED).update(
+            status=Photo.Status.INDEXED
+        )
     return row
 
 
@@ -94,7 +105,9 @@ def index_rebuild(encoder: str, *, live: bool = True, job_id: int | None = None)
         info = store.write(index, meta={"encoder": encoder, "reason": "rebuild"})
         row = _register(encoder, info, live=live, job_id=job_id)
         store.prune(keep=5)
-    Photo.objects.filter(pk__in=ids.tolist(), status=Photo.Status.PROCESSED).update(status=Photo.Status.INDEXED)
+    Photo.objects.filter(pk__in=ids.tolist(), status=Photo.Status.PROCESSED).update(
+        status=Photo.Status.INDEXED
+    )
     return row
 
 

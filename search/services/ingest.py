@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -16,6 +17,7 @@ from search.models import Job, Listing, Photo
 from search.services import jobs
 from search.uploads import (
     ZIP_SUFFIXES,
+    Readable,
     Staged,
     UploadLimits,
     UploadRejected,
@@ -65,7 +67,9 @@ def image_limits() -> ImageLimits:
     return ImageLimits(max_pixels=settings.FLATSITE_MAX_PIXELS, max_bytes=settings.FLATSITE_MAX_UPLOAD_BYTES)
 
 
-def photos_stage(items: list[tuple[str, BinaryIO]], *, limits: UploadLimits | None = None) -> tuple[Path, Staged]:
+def photos_stage(
+    items: Sequence[tuple[str, Readable]], *, limits: UploadLimits | None = None
+) -> tuple[Path, Staged]:
     """Copy uploaded streams (files or zips) into a fresh staging folder."""
     limits = limits or upload_limits()
     if len(items) > limits.max_files:
@@ -81,7 +85,7 @@ def photos_stage(items: list[tuple[str, BinaryIO]], *, limits: UploadLimits | No
     return staging, staged
 
 
-def _stage_one(name: str, stream: BinaryIO, staging: Path, limits: UploadLimits, staged: Staged) -> None:
+def _stage_one(name: str, stream: Readable, staging: Path, limits: UploadLimits, staged: Staged) -> None:
     from search.uploads import StagedFile, clean_name
 
     try:
@@ -101,7 +105,7 @@ def photo_ingest(
     *,
     listing: Listing,
     uploader: Any,
-    items: list[tuple[str, BinaryIO]],
+    items: Sequence[tuple[str, Readable]],
     tags: dict[str, str] | None = None,
     enqueue: bool = True,
 ) -> IngestResult:
@@ -143,7 +147,13 @@ def photos_register(
 
 
 def _register_one(
-    job: Job, listing: Listing, uploader: Any, name: str, path: Path, tags: dict[str, str], written: list[Path]
+    job: Job,
+    listing: Listing,
+    uploader: Any,
+    name: str,
+    path: Path,
+    tags: dict[str, str],
+    written: list[Path],
 ) -> Outcome:
     try:
         found = probe(path, name, image_limits())
@@ -151,7 +161,9 @@ def _register_one(
         return Outcome(name, "rejected", str(exc))
     digest = _sha256_file(path)
     previous = (
-        listing.photos.filter(original_name=name, sha256_bytes=digest).exclude(status=Photo.Status.REJECTED).first()
+        listing.photos.filter(original_name=name, sha256_bytes=digest)
+        .exclude(status=Photo.Status.REJECTED)
+        .first()
     )
     if previous is not None:
         return Outcome(name, "duplicate", "already in this listing (same name and bytes)", previous.pk)
@@ -167,7 +179,9 @@ def _register_one(
     target = storage.private_path(relative)
     storage.copy_into(target, path)
     written.append(target)
-    photo = Photo.objects.create(**base, job=job, original_path=relative, width=found.width, height=found.height)
+    photo = Photo.objects.create(
+        **base, job=job, original_path=relative, width=found.width, height=found.height
+    )
     return Outcome(name, "accepted", "queued for processing", photo.pk)
 
 
@@ -178,7 +192,9 @@ def _copied_fields(original: Photo) -> dict[str, Any]:
 
 
 def _dup_text(original: Photo) -> str:
-    return f"exact duplicate of photo #{original.pk} ({original.original_name}, listing #{original.listing_id})"
+    return (
+        f"exact duplicate of photo #{original.pk} ({original.original_name}, listing #{original.listing_id})"
+    )
 
 
 def _sha256_file(path: Path) -> str:

@@ -37,7 +37,7 @@ def process_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(autouse=True)
 def _data_dir(request: pytest.FixtureRequest, shared_data_dir: Path) -> None:
-    """Point this process at the folder the subprocesses use (overrides the per-test one of tests/conftest.py)."""
+    """Point this process at the subprocesses' data folder (overrides tests/conftest.py's per-test one)."""
     settings = request.getfixturevalue("settings")
     settings.DATA_DIR = shared_data_dir
     settings.MEDIA_ROOT = shared_data_dir / "media"
@@ -106,7 +106,8 @@ def worker(
     process_logs: Path,
 ) -> Iterator[processes.Service]:
     """One Celery worker shared by the tests of a class (it only needs the test database to exist)."""
-    environment = processes.service_env(redis_url=redis_url, data_dir=shared_data_dir)
+    extra = getattr(request.cls, "worker_env", {})  # a test class may set the worker's environment
+    environment = processes.service_env(redis_url=redis_url, data_dir=shared_data_dir, **extra)
     service = processes.celery_worker(environment, process_logs, name="shared-worker")
     try:
         yield service

@@ -53,7 +53,11 @@ def _make_stale(job: Job, *, attempts: int) -> None:
     """The row a worker leaves behind when it dies mid-job: running, old heartbeat, photos unprocessed."""
     long_ago = timezone.now() - timedelta(hours=1)
     Job.objects.filter(pk=job.pk).update(
-        status=Job.Status.RUNNING, heartbeat_at=long_ago, started_at=long_ago, attempts=attempts, worker="dead-host"
+        status=Job.Status.RUNNING,
+        heartbeat_at=long_ago,
+        started_at=long_ago,
+        attempts=attempts,
+        worker="dead-host",
     )
 
 
@@ -62,7 +66,27 @@ def _media_files() -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()} if root.exists() else set()
 
 
-class TestOneWorker:
+def _kill_pool_child_mid_batch(worker: Service, job_id: int, samples: list[int], at: int) -> int:
+    """Wait until `at` photos are done, SIGKILL the worker's pool process; returns done at the kill."""
+
+    def progressed() -> bool:
+        job = Job.objects.get(pk=job_id)
+        samples.append(job.done)
+        assert not job.is_final, f"job finished before the kill ({job.status}); use more or bigger photos"
+        return job.done >= at
+
+    wait_until(progressed, timeout=60, interval=0.05, what=f"{at} photos of job {job_id}")
+    children = worker.children()
+    assert len(children) == 1, f"expected one prefork child, found {children}"
+    os.kill(children[0], signal.SIGKILL)
+    return samples[-1]
+
+
+class TestWithAWorker:
+    """Share one worker: each start costs seconds (it imports torch)."""
+
+    worker_env = {"FLATSITE_JOB_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT_S)}
+
     def test_uploaded_photos_are_processed_by_the_worker(self, worker: Service, send_tasks: str) -> None:
         job = _ingest(_listing(), 3, enqueue=True)
         job = _final(job.pk, worker)
@@ -116,61 +140,42 @@ class TestOneWorker:
         assert job.status == Job.Status.FAILED and job.attempts == settings.FLATSITE_JOB_MAX_ATTEMPTS
         assert jobs.jobs_reconcile() == {"requeued": 0, "failed": 0, "resent": 0}
 
+    def test_worker_killed_mid_batch_loses_and_duplicates_nothing(
+        self, worker: Service, start_worker: Any, send_tasks: str, settings: Any
+    ) -> None:
+        settings.FLATSITE_JOB_HEARTBEAT_TIMEOUT = HEARTBEAT_TIMEOUT_S
+        first = worker  # its pool process dies; its master forks a new one and a second worker joins
+        before = _media_files()
+        n = 40
+        listing = _listing()
+        job = _ingest(listing, n, enqueue=True, size=(1024, 768))
+        samples: list[int] = []
+        done_at_kill = _kill_pool_child_mid_batch(first, job.pk, samples, at=5)
+        second = start_worker("worker-b", wait=False, FLATSITE_JOB_HEARTBEAT_TIMEOUT=str(HEARTBEAT_TIMEOUT_S))
+        deadline = time.monotonic() + 90
+        while True:  # what celery beat does in production, only more often
+            jobs.jobs_reconcile()
+            current = Job.objects.get(pk=job.pk)
+            samples.append(current.done)
+            if current.is_final or time.monotonic() > deadline:
+                break
+            time.sleep(0.25)
+        assert current.status == Job.Status.SUCCEEDED, (
+            f"{current.__dict__}\n{first.log()[-3000:]}\n{second.log()[-3000:]}"
+        )
+        assert 0 < done_at_kill < n
+        assert current.attempts >= 2  # the reconciler (or a redelivery) took the job over
+        assert samples == sorted(samples), "progress went backwards"
+        assert (current.done, current.total) == (n, n)
 
-def _kill_pool_child_mid_batch(worker: Service, job_id: int, samples: list[int], at: int) -> int:
-    """Wait until `at` photos are done, SIGKILL the worker's pool process; returns done at the kill."""
-
-    def progressed() -> bool:
-        job = Job.objects.get(pk=job_id)
-        samples.append(job.done)
-        assert not job.is_final, f"job finished before the kill ({job.status}); use more or bigger photos"
-        return job.done >= at
-
-    wait_until(progressed, timeout=60, interval=0.05, what=f"{at} photos of job {job_id}")
-    children = worker.children()
-    assert len(children) == 1, f"expected one prefork child, found {children}"
-    os.kill(children[0], signal.SIGKILL)
-    return samples[-1]
-
-
-def test_worker_killed_mid_batch_loses_and_duplicates_nothing(
-    start_worker: Any, send_tasks: str, settings: Any
-) -> None:
-    settings.FLATSITE_JOB_HEARTBEAT_TIMEOUT = HEARTBEAT_TIMEOUT_S
-    t0 = time.monotonic()
-    first = start_worker("worker-a", FLATSITE_JOB_HEARTBEAT_TIMEOUT=str(HEARTBEAT_TIMEOUT_S))
-    before = _media_files()
-    n = 40
-    listing = _listing()
-    job = _ingest(listing, n, enqueue=True, size=(1280, 960))
-    samples: list[int] = []
-    print("started", time.monotonic() - t0)
-    done_at_kill = _kill_pool_child_mid_batch(first, job.pk, samples, at=8)
-    print("killed", time.monotonic() - t0)
-    second = start_worker("worker-b", wait=False, FLATSITE_JOB_HEARTBEAT_TIMEOUT=str(HEARTBEAT_TIMEOUT_S))
-    deadline = time.monotonic() + 90
-    while True:  # what celery beat does in production, only more often
-        jobs.jobs_reconcile()
-        current = Job.objects.get(pk=job.pk)
-        samples.append(current.done)
-        if current.is_final or time.monotonic() > deadline:
-            break
-        time.sleep(0.25)
-    print("final", time.monotonic() - t0, current.attempts, samples[-5:])
-    assert current.status == Job.Status.SUCCEEDED, f"{current.__dict__}\n{first.log()[-3000:]}\n{second.log()[-3000:]}"
-    assert 0 < done_at_kill < n
-    assert current.attempts >= 2  # the reconciler (or a redelivery) took the job over
-    assert samples == sorted(samples), "progress went backwards"
-    assert (current.done, current.total) == (n, n)
-
-    photos = list(Photo.objects.filter(listing=listing))
-    assert len(photos) == n  # no photo lost, no row added twice
-    assert {p.status for p in photos} == {Photo.Status.PROCESSED}
-    assert max(p.attempts for p in photos) <= 2  # only the photo in flight at the kill was redone
-    referenced = {p.image_path for p in photos} | {p.thumb_path for p in photos}
-    assert len(referenced) == 2 * n
-    assert all((Path(settings.MEDIA_ROOT) / rel).is_file() for rel in referenced)
-    # The killed process may have written the derivatives of the photo it held before dying.
-    orphans = _media_files() - before - referenced
-    assert len(orphans) <= 2, sorted(orphans)
-    assert current.result["summary"] == {"processed": n}
+        photos = list(Photo.objects.filter(listing=listing))
+        assert len(photos) == n  # no photo lost, no row added twice
+        assert {p.status for p in photos} == {Photo.Status.PROCESSED}
+        assert max(p.attempts for p in photos) <= 2  # only the photo in flight at the kill was redone
+        referenced = {p.image_path for p in photos} | {p.thumb_path for p in photos}
+        assert len(referenced) == 2 * n
+        assert all((Path(settings.MEDIA_ROOT) / rel).is_file() for rel in referenced)
+        # The killed process may have written the derivatives of the photo it held before dying.
+        orphans = _media_files() - before - referenced
+        assert len(orphans) <= 2, sorted(orphans)
+        assert current.result["summary"] == {"processed": n}

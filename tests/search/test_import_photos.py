@@ -43,7 +43,13 @@ def test_houses_layout_gives_one_listing_per_house_with_metadata_and_room_tags(t
     (root / "HousesInfo-1-200.txt").write_text("4 4 4053 85255 869500\n3 2.5 1200 90210 500000\n")
     plans = plan_houses(root)
     assert [p.external_id for p in plans] == ["house-1", "house-2"]
-    assert plans[1].fields == {"bedrooms": 3, "bathrooms": 2.5, "area": 1200, "zipcode": "90210", "price": 500000}
+    assert plans[1].fields == {
+        "bedrooms": 3,
+        "bathrooms": 2.5,
+        "area": 1200,
+        "zipcode": "90210",
+        "price": 500000,
+    }
     assert sorted(tag for _, tag in plans[0].files) == ["frontal", "kitchen"]
 
 

@@ -38,26 +38,86 @@ def _client(world: dict[str, Any], role: str) -> Client:
 
 # (method, url template, {role: expected status}); "login" = redirect to the login page.
 PAGE_MATRIX = [
-    ("get", "/", {"anonymous": "login", "realtor": 200, "other_realtor": 200, "moderator": 200, "admin": 200}),
-    ("get", "/listings/", {"anonymous": "login", "realtor": 200, "other_realtor": 200, "moderator": 200, "admin": 200}),
-    ("get", "/listings/new/", {"anonymous": "login", "realtor": 200, "other_realtor": 200, "moderator": 403, "admin": 200}),
-    ("get", "/listings/{listing}/", {"anonymous": "login", "realtor": 200, "other_realtor": 404, "moderator": 200, "admin": 200}),
-    ("post", "/listings/{listing}/upload/", {"anonymous": "login", "realtor": 400, "other_realtor": 403, "moderator": 403, "admin": 400}),
-    ("get", "/jobs/", {"anonymous": "login", "realtor": 200, "other_realtor": 200, "moderator": 200, "admin": 200}),
-    ("get", "/jobs/{job}/", {"anonymous": "login", "realtor": 200, "other_realtor": 404, "moderator": 404, "admin": 200}),
-    ("post", "/jobs/{job}/cancel/", {"anonymous": "login", "realtor": 302, "other_realtor": 404, "moderator": 404, "admin": 302}),
-    ("get", "/api/listings/", {"anonymous": 403, "realtor": 200, "other_realtor": 200, "moderator": 200, "admin": 200}),
-    ("post", "/api/listings/", {"anonymous": 403, "realtor": 400, "other_realtor": 400, "moderator": 403, "admin": 400}),
-    ("get", "/api/listings/{listing}/", {"anonymous": 403, "realtor": 200, "other_realtor": 404, "moderator": 200, "admin": 200}),
-    ("post", "/api/listings/{listing}/photos/", {"anonymous": 403, "realtor": 400, "other_realtor": 403, "moderator": 403, "admin": 400}),
-    ("get", "/api/jobs/{job}/", {"anonymous": 403, "realtor": 200, "other_realtor": 404, "moderator": 404, "admin": 200}),
-    ("get", "/api/schema/", {"anonymous": 200, "realtor": 200, "other_realtor": 200, "moderator": 200, "admin": 200}),
+    (
+        "get",
+        "/",
+        {"anonymous": "login", "realtor": 200, "other_realtor": 200, "moderator": 200, "admin": 200},
+    ),
+    (
+        "get",
+        "/listings/",
+        {"anonymous": "login", "realtor": 200, "other_realtor": 200, "moderator": 200, "admin": 200},
+    ),
+    (
+        "get",
+        "/listings/new/",
+        {"anonymous": "login", "realtor": 200, "other_realtor": 200, "moderator": 403, "admin": 200},
+    ),
+    (
+        "get",
+        "/listings/{listing}/",
+        {"anonymous": "login", "realtor": 200, "other_realtor": 404, "moderator": 200, "admin": 200},
+    ),
+    (
+        "post",
+        "/listings/{listing}/upload/",
+        {"anonymous": "login", "realtor": 400, "other_realtor": 403, "moderator": 403, "admin": 400},
+    ),
+    (
+        "get",
+        "/jobs/",
+        {"anonymous": "login", "realtor": 200, "other_realtor": 200, "moderator": 200, "admin": 200},
+    ),
+    (
+        "get",
+        "/jobs/{job}/",
+        {"anonymous": "login", "realtor": 200, "other_realtor": 404, "moderator": 404, "admin": 200},
+    ),
+    (
+        "post",
+        "/jobs/{job}/cancel/",
+        {"anonymous": "login", "realtor": 302, "other_realtor": 404, "moderator": 404, "admin": 302},
+    ),
+    (
+        "get",
+        "/api/listings/",
+        {"anonymous": 403, "realtor": 200, "other_realtor": 200, "moderator": 200, "admin": 200},
+    ),
+    (
+        "post",
+        "/api/listings/",
+        {"anonymous": 403, "realtor": 400, "other_realtor": 400, "moderator": 403, "admin": 400},
+    ),
+    (
+        "get",
+        "/api/listings/{listing}/",
+        {"anonymous": 403, "realtor": 200, "other_realtor": 404, "moderator": 200, "admin": 200},
+    ),
+    (
+        "post",
+        "/api/listings/{listing}/photos/",
+        {"anonymous": 403, "realtor": 400, "other_realtor": 403, "moderator": 403, "admin": 400},
+    ),
+    (
+        "get",
+        "/api/jobs/{job}/",
+        {"anonymous": 403, "realtor": 200, "other_realtor": 404, "moderator": 404, "admin": 200},
+    ),
+    (
+        "get",
+        "/api/schema/",
+        {"anonymous": 200, "realtor": 200, "other_realtor": 200, "moderator": 200, "admin": 200},
+    ),
 ]
 
 
 @pytest.mark.parametrize("role", ROLES)
-@pytest.mark.parametrize(("method", "url", "expected"), PAGE_MATRIX, ids=[f"{m} {u}" for m, u, _ in PAGE_MATRIX])
-def test_role_endpoint_matrix(world: dict[str, Any], role: str, method: str, url: str, expected: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    ("method", "url", "expected"), PAGE_MATRIX, ids=[f"{m} {u}" for m, u, _ in PAGE_MATRIX]
+)
+def test_role_endpoint_matrix(
+    world: dict[str, Any], role: str, method: str, url: str, expected: dict[str, Any]
+) -> None:
     client = _client(world, role)
     target = url.format(listing=world["listing"].pk, job=world["job"].pk)
     response = getattr(client, method)(target)

@@ -33,7 +33,9 @@ def _expand(tmp_path: Path, archive: Path, limits: UploadLimits | None = None) -
 
 
 def _only_inside(tmp_path: Path, staging: Path) -> None:
-    outside = [p for p in tmp_path.rglob("*") if p.is_file() and staging not in p.parents and p.suffix != ".zip"]
+    outside = [
+        p for p in tmp_path.rglob("*") if p.is_file() and staging not in p.parents and p.suffix != ".zip"
+    ]
     assert outside == []
 
 

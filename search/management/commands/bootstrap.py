@@ -19,7 +19,9 @@ class Command(BaseCommand):
         username = os.environ.get("FLATSITE_ADMIN_USER", "admin")
         user, generated = accounts.admin_ensure(username, os.environ.get("FLATSITE_ADMIN_PASSWORD") or None)
         if generated:
-            self.stdout.write(self.style.WARNING(f"created admin '{user.get_username()}' password: {generated}"))
+            self.stdout.write(
+                self.style.WARNING(f"created admin '{user.get_username()}' password: {generated}")
+            )
             self.stdout.write("(set FLATSITE_ADMIN_USER / FLATSITE_ADMIN_PASSWORD to choose them)")
         else:
             self.stdout.write(f"admin account: {user.get_username()}")

@@ -12,25 +12,6 @@ from search.ml.normalise import ImageRejected
 from search.selectors_search import SearchResult, image_search, query_from_file
 
 
-def result_json(path: str, result: SearchResult) -> dict[str, Any]:
-    """The JSON line printed for one query."""
-    return {
-        "query": path,
-        "took_ms": round(result.took_ms, 1),
-        "matches": [
-            {
-                "photo_id": row.photo.pk,
-                "listing_id": row.photo.listing_id,
-                "original_name": row.photo.original_name,
-                "level": row.level,
-                "score": round(float(row.score), 4),
-                "evidence": row.evidence,
-            }
-            for row in result.matches
-        ],
-    }
-
-
 class Command(BaseCommand):
     help = "Find exact copies, edited copies, same-room and similar photos for each PATH."
 
@@ -62,7 +43,7 @@ class Command(BaseCommand):
             self.stderr.write(f"{path}: {message}")
 
     def _print(self, path: str, result: SearchResult, as_json: bool) -> None:
-        data = result_json(path, result)
+        data = result.as_json(path)
         if as_json:
             self.stdout.write(json.dumps(data))
             return

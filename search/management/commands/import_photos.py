@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.utils import timezone
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
 from tqdm import tqdm
 
 from search import roles
@@ -20,7 +20,9 @@ from search.uploads import UploadRejected
 
 
 class Command(BaseCommand):
-    help = "Import a folder of listing photos (one listing per subfolder, a listings CSV, or the Houses layout)."
+    help = (
+        "Import a folder of listing photos (one listing per subfolder, a listings CSV, or the Houses layout)."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("directory", type=Path)
@@ -47,14 +49,18 @@ class Command(BaseCommand):
                 bar.update(len(plan.files))
 
             try:
-                results = imports.listings_import(plans, owner=owner, inline=opts["inline"], on_listing=on_listing)
+                results = imports.listings_import(
+                    plans, owner=owner, inline=opts["inline"], on_listing=on_listing
+                )
             except UploadRejected as exc:
                 raise CommandError(str(exc)) from exc
         job_ids = [r.job.pk for r in results if r.job is not None]
         if opts["inline"]:
             self.stdout.write("extracting features and indexing (inline)")
             extract = features.extract_inline(owner)
-            self.stdout.write(f"extraction: {extract.status} {extract.result.get('extracted', extract.error)}")
+            self.stdout.write(
+                f"extraction: {extract.status} {extract.result.get('extracted', extract.error)}"
+            )
         else:
             self._wait(job_ids, opts["timeout"])
             self._wait_extraction(since, opts["timeout"])
@@ -64,7 +70,9 @@ class Command(BaseCommand):
         user = get_user_model().objects.filter(username=username).first()
         if user is not None:
             if not roles.can(user, roles.UPLOAD):
-                raise CommandError(f"user {username!r} may not upload photos (needs the realtor or admin role)")
+                raise CommandError(
+                    f"user {username!r} may not upload photos (needs the realtor or admin role)"
+                )
             return user
         accounts.roles_setup()
         return accounts.user_create(username=username, password=None, role=roles.REALTOR)
@@ -93,7 +101,9 @@ class Command(BaseCommand):
             time.sleep(1)
         self.stdout.write("features extracted and indexed")
 
-    def _summary(self, job_ids: list[int], outcomes: Counter[str], results: list[Any], seconds: float) -> None:
+    def _summary(
+        self, job_ids: list[int], outcomes: Counter[str], results: list[Any], seconds: float
+    ) -> None:
         states: Counter[str] = Counter()
         for job in Job.objects.filter(pk__in=job_ids):
             states.update(job.result.get("summary", {}))

@@ -47,7 +47,7 @@ def test_new_and_deleted_photos_do_not_break_the_match() -> None:
             3, "Gardens", "named", ids(range(0, 20)) | {999, 998, 997, 996, 995, 994, 993, 992, 991, 990}
         )
     ]
-    out, report = carry_over(prior, labels_for({4: range(0, 50)}), IDS, Constraints())
+    _, report = carry_over(prior, labels_for({4: range(0, 50)}), IDS, Constraints())
     assert report.mapping == {4: 3}
 
 

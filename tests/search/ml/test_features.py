@@ -83,12 +83,14 @@ def test_embed_images_returns_float32_unit_rows_of_encoder_dim(lite0: Encoder) -
     assert lite0.info == EncoderInfo("effnet-lite0", 1280, 224)
 
 
-def test_same_image_gives_identical_vectors_across_calls_and_batches(lite0: Encoder) -> None:
+def test_same_image_gives_identical_vectors_for_the_same_input(lite0: Encoder) -> None:
     img = scene(4)
-    first = lite0.embed_images([img, scene(5), img])
-    again = lite0.embed_images([img])
+    batch = [img, scene(5), img]
+    first, again = lite0.embed_images(batch), lite0.embed_images(batch)
+    assert np.array_equal(first, again)
     assert np.array_equal(first[0], first[2])
-    assert np.array_equal(first[0], again[0])
+    # A different batch size may pick another oneDNN kernel: equal up to float rounding.
+    np.testing.assert_allclose(lite0.embed_images([img])[0], first[0], atol=1e-6)
 
 
 def test_jpeg_reencoded_image_is_closer_than_an_unrelated_image(lite0: Encoder) -> None:

@@ -27,7 +27,7 @@ from search.ml.index import (
     plan_reconcile,
     reconcile,
 )
-from search.ml.index_store import IndexStore
+from search.ml.index_store import IndexStore, LiveIndex
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DIM = 16
@@ -328,7 +328,7 @@ import sys
 from pathlib import Path
 import numpy as np
 from search.ml.index import IndexConfig, build_index
-from search.ml.index_store import IndexStore
+from search.ml.index_store import IndexStore, LiveIndex
 
 store, rng = IndexStore(Path(sys.argv[1])), np.random.default_rng(int(sys.argv[2]))
 for i in range(100_000):
@@ -361,6 +361,44 @@ def test_sigkill_while_writing_versions_always_leaves_a_loadable_store(tmp_path:
         index, info = store.load()
         assert len(index) == info.count == info.meta["n"]
         assert info.version >= int(first)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_live_index_reloads_only_when_a_newer_version_is_live(tmp_path: Path) -> None:
+    store, clock = IndexStore(tmp_path), FakeClock()
+    live = LiveIndex(store, poll_s=5.0, clock=clock)
+    with pytest.raises(IndexMissing):
+        live.get()
+    store.write(make("flat", n=10)[0])
+    first, info = live.get()
+    assert info.version == 1 and live.get()[0] is first
+    store.write(make("flat", n=12)[0])
+    assert live.get()[0] is first  # within the poll interval: no directory listing at all
+    clock.now = 6.0
+    index, info = live.get()
+    assert info.version == 2 and len(index) == 12
+
+
+def test_live_index_keeps_serving_when_the_newest_version_is_damaged(tmp_path: Path) -> None:
+    store, clock = IndexStore(tmp_path), FakeClock()
+    store.write(make("flat", n=10)[0])
+    live = LiveIndex(store, poll_s=1.0, clock=clock)
+    current, _ = live.get()
+    store.write(make("flat", n=12)[0])
+    (tmp_path / "v00000002.idx").write_bytes(b"garbage")
+    clock.now = 2.0
+    index, info = live.get()
+    assert info.version == 1 and index is current
+    store.write(make("flat", n=14)[0])
+    live.invalidate()
+    assert live.get()[1].version == 3
 
 
 # ---- reconcile -----------------------------------------------------------------------------------
@@ -448,6 +486,6 @@ class IndexMachine(RuleBasedStateMachine):
 
 
 IndexMachine.TestCase.settings = settings(
-    max_examples=50, stateful_step_count=15, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=50, stateful_step_count=12, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 test_random_operation_sequences_match_a_dict_model = IndexMachine.TestCase

@@ -60,7 +60,11 @@ def test_byte_identical_upload_is_linked_not_stored_twice(listing: Any) -> None:
 
 def test_same_pixels_in_another_container_become_a_duplicate(listing: Any) -> None:
     pic = images.picture(3)
-    _ingest(listing, upload("a.png", images.encode(pic, "PNG")), upload("b.webp", images.encode(pic, "WEBP", lossless=True)))
+    _ingest(
+        listing,
+        upload("a.png", images.encode(pic, "PNG")),
+        upload("b.webp", images.encode(pic, "WEBP", lossless=True)),
+    )
     photos = {p.original_name: p for p in Photo.objects.all()}
     assert photos["a.png"].status == Photo.Status.PROCESSED
     assert photos["b.webp"].status == Photo.Status.DUPLICATE
@@ -102,7 +106,9 @@ def test_exif_orientation_applied_and_metadata_stripped(listing: Any) -> None:
         ("tiny.png", images.encode(images.picture(8, (4, 4)), "PNG"), "too small"),
     ],
 )
-def test_bad_files_are_rejected_at_upload_with_a_reason(listing: Any, name: str, data: bytes, reason: str) -> None:
+def test_bad_files_are_rejected_at_upload_with_a_reason(
+    listing: Any, name: str, data: bytes, reason: str
+) -> None:
     result = _ingest(listing, upload(name, data))
     assert result.outcomes[0].status == "rejected"
     assert reason in result.outcomes[0].detail
@@ -155,7 +161,9 @@ def test_photo_failing_repeatedly_is_quarantined(listing: Any, settings: Any) ->
     assert "quarantined" in photo.reject_reason
 
 
-def test_failed_registration_leaves_no_rows_and_no_files(listing: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_registration_leaves_no_rows_and_no_files(
+    listing: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls = {"n": 0}
     real = ingest._register_one
 

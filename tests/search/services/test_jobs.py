@@ -53,7 +53,9 @@ def test_reconciler_requeues_a_job_whose_worker_stopped_heartbeating(sent: list[
     assert jobs.job_claim(job.pk) is not None
 
 
-def test_reconciler_fails_a_job_out_of_attempts_instead_of_leaving_it_running(sent: list[int], settings: Any) -> None:
+def test_reconciler_fails_a_job_out_of_attempts_instead_of_leaving_it_running(
+    sent: list[int], settings: Any
+) -> None:
     job = jobs.job_create(Job.Kind.INGEST, total=1)
     old = timezone.now() - timedelta(seconds=settings.FLATSITE_JOB_HEARTBEAT_TIMEOUT + 5)
     Job.objects.filter(pk=job.pk).update(
@@ -61,7 +63,7 @@ def test_reconciler_fails_a_job_out_of_attempts_instead_of_leaving_it_running(se
     )
     assert jobs.jobs_reconcile()["failed"] == 1
     job.refresh_from_db()
-    assert job.status == Job.Status.FAILED and "gave" in job.error or "giving up" in job.error
+    assert (job.status == Job.Status.FAILED and "gave" in job.error) or "giving up" in job.error
     assert sent == []
 
 

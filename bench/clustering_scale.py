@@ -1,0 +1,127 @@
+"""Scale part of bench.clustering: full runs on synthetic vectors, each size in a fresh process."""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import adjusted_rand_score
+
+from bench.clustering_data import synthetic_features
+from search.ml.clustering import ClusterConfig, ClusterModel, assign_clusters, fit_clusters
+
+DIM = 1280  # EfficientNet-Lite feature size
+NEW = 1_000
+
+
+def _peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # Linux reports KiB
+
+
+def _fit(x: np.ndarray, cfg: ClusterConfig) -> tuple[Any, float]:
+    start = time.perf_counter()
+    result = fit_clusters(x, cfg)
+    return result, time.perf_counter() - start
+
+
+def worker(n: int) -> dict[str, Any]:
+    """One size: fit (cold and warm), quality vs the generator's labels, incremental assignment of 1 000."""
+    start = time.perf_counter()
+    x_all, truth_all = synthetic_features(n + NEW, DIM, seed=0)
+    x, truth, new = x_all[:n], truth_all[:n], x_all[n:]
+    out: dict[str, Any] = {
+        "n": n,
+        "dim": DIM,
+        "features_gb": x.nbytes / 1e9,
+        "generate_s": time.perf_counter() - start,
+        "rss_after_data_gb": _peak_rss_gb(),
+    }
+    cfg = ClusterConfig()
+    # first fit in a fresh process pays numba JIT (umap's SGD kernel is cached on disk after its first run)
+    warm_x = synthetic_features(2_000, DIM, seed=1)[0]
+    out["cold_small_fit_s"] = _fit(warm_x, cfg)[1]
+    out["warm_small_fit_s"] = _fit(warm_x, cfg)[1]
+    result, out["fit_s"] = _fit(x, cfg)
+    out["timings"] = result.timings
+    inliers = truth >= 0
+    out["ari_inliers"] = float(adjusted_rand_score(truth[inliers], result.labels[inliers]))
+    out["outlier_recall"] = float(np.mean(result.labels[~inliers] < 0)) if (~inliers).any() else None
+    out["noise"] = result.stats["noise_share"]
+    out["raw_noise"] = result.stats["raw_noise_share"]
+    out["clusters"] = result.model.n_clusters
+    out["true_clusters"] = int(truth.max()) + 1
+    rest = n - int(result.in_fit_sample.sum())
+    out["assign_rate_per_s"] = rest / result.timings["assign"] if rest else None
+    start = time.perf_counter()
+    assign_clusters(result.model, new)
+    out["assign_1000_s"] = time.perf_counter() - start
+    out["assign_share_of_fit"] = out["assign_1000_s"] / out["fit_s"]
+    blob = result.model.to_bytes()
+    out["model_mb"] = len(blob) / 1e6
+    out["peak_rss_gb"] = _peak_rss_gb()
+    if n == 100_000:
+        out["cold_process_assign"] = _cold_assign(result.model, new)
+    return out
+
+
+def _cold_assign(model: ClusterModel, new: np.ndarray) -> dict[str, float]:
+    """What a freshly started Celery worker pays: imports, model load, first assignment of 1 000."""
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save(Path(tmp) / "model.npz")
+        np.save(Path(tmp) / "new.npy", new)
+        code = (
+            "import time,json;t=time.perf_counter();import numpy as np;"
+            "from search.ml.clustering import ClusterModel,assign_clusters;i=time.perf_counter()-t;"
+            f"m=ClusterModel.load('{tmp}/model.npz');l=time.perf_counter()-t-i;x=np.load('{tmp}/new.npy');"
+            "s=time.perf_counter();assign_clusters(m,x);a=time.perf_counter()-s;"
+            "s=time.perf_counter();assign_clusters(m,x);w=time.perf_counter()-s;"
+            "print(json.dumps({'import_s':i,'load_s':l,'first_assign_s':a,'second_assign_s':w}))"
+        )
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def _mem_available_gb() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) / 1e6
+    return 0.0
+
+
+def run_scale(sizes: list[int]) -> list[dict[str, Any]]:
+    """Run each size in its own process (honest peak RSS, cold numba) and print a table."""
+    rows: list[dict[str, Any]] = []
+    for n in sizes:
+        needed = n * DIM * 4 * 1.5 / 1e9 + 2.0
+        if _mem_available_gb() < needed + 4.0:  # leave room for the other jobs on this machine
+            rows.append(
+                {"n": n, "skipped": f"needs ~{needed:.1f} GB, {_mem_available_gb():.1f} GB available"}
+            )
+            print(f"scale {n}: skipped ({rows[-1]['skipped']})", flush=True)
+            continue
+        cmd = [sys.executable, "-m", "bench.clustering", "--scale-worker", str(n)]
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=True)
+        except (subprocess.TimeoutExpired, subprocess.CalledProcessError) as exc:
+            rows.append({"n": n, "failed": str(exc)[-500:]})
+            print(f"scale {n}: failed: {rows[-1]['failed']}", flush=True)
+            continue
+        row = json.loads(done.stdout.strip().splitlines()[-1])
+        rows.append(row)
+        t = row["timings"]
+        print(
+            f"scale {n:>8d}: fit {row['fit_s']:7.1f}s (pca {t['pca']:.1f} umap {t['umap']:.1f} "
+            f"hdbscan {t['hdbscan']:.1f} map {t['map']:.1f} assign {t.get('assign', 0.0):.1f}) "
+            f"peak {row['peak_rss_gb']:.2f} GB | ARI {row['ari_inliers']:.3f} noise {row['noise']:.3f} "
+            f"| assign 1000: {row['assign_1000_s']:.2f}s ({100 * row['assign_share_of_fit']:.1f}% of fit) "
+            f"| cold 2k fit {row['cold_small_fit_s']:.1f}s warm {row['warm_small_fit_s']:.1f}s",
+            flush=True,
+        )
+    return rows

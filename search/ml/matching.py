@@ -1,0 +1,204 @@
+"""Match levels (exact, edited copy, same room, similar look) from global, hash and geometric evidence."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+
+from search.ml.localmatch import LocalConfig, LocalFeatures, Verification, verify
+
+__all__ = [
+    "Candidate",
+    "Level",
+    "LevelThresholds",
+    "Match",
+    "QueryEvidence",
+    "StoredEvidence",
+    "classify",
+    "edited_evidence",
+    "match_shortlist",
+    "merge_hits",
+    "rank_matches",
+    "same_room_evidence",
+]
+
+
+class Level(StrEnum):
+    """How a stored photo relates to the query, strongest first."""
+
+    EXACT = "exact"
+    EDITED = "edited"
+    SAME_ROOM = "same_room"
+    SIMILAR = "similar"
+
+
+LEVEL_ORDER: dict[Level, int] = {Level.EXACT: 0, Level.EDITED: 1, Level.SAME_ROOM: 2, Level.SIMILAR: 3}
+
+
+@dataclass(frozen=True)
+class LevelThresholds:
+    """Decision thresholds; defaults are the values calibrated by bench.near_duplicates / bench.same_room."""
+
+    # Edited copy: one affine map (crop, pad, resize, rotation; mirror via the flipped query) explains it.
+    edited_min_inliers: int = 25
+    edited_min_inlier_ratio: float = 0.5
+    edited_min_coverage: float = 0.3
+    edited_max_residual: float = 1.5
+    # A tiny pHash distance alone also means an edited copy (photos too flat for keypoints).
+    edited_max_phash: int = 4
+    # Same room, other angle: many inliers to a fundamental matrix or homography, spread over the picture.
+    same_room_min_inliers: int = 40
+    same_room_min_inlier_ratio: float = 0.4
+    same_room_min_coverage: float = 0.15
+    same_room_min_global: float = 0.3
+    # Similar look: global cosine floor.
+    similar_min_score: float = 0.55
+    # How many global neighbours (of the photo and of its mirror) get local verification.
+    verify_top_k: int = 30
+
+    def to_dict(self) -> dict[str, int | float]:
+        """Plain dict for Django settings / JSON."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LevelThresholds:
+        """Build from a dict, ignoring unknown keys and keeping defaults for missing ones."""
+        names = {f.name: f.type for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass
+class Candidate:
+    """Everything known about one stored photo for one query."""
+
+    id: int
+    global_score: float
+    pixel_equal: bool
+    phash_distance: int | None
+    verification: Verification | None
+
+
+@dataclass
+class Match:
+    """A classified candidate: its level, a score for ordering within the level, and the evidence shown."""
+
+    id: int
+    level: Level
+    score: float
+    evidence: dict[str, float | int | str | bool] = field(default_factory=dict)
+
+
+def edited_evidence(v: Verification | None, t: LevelThresholds) -> bool:
+    """True when one affine map explains most matches with a tiny residual over a large share of the query."""
+    if v is None or v.affine_inliers < t.edited_min_inliers or v.matches == 0:
+        return False
+    return (
+        v.affine_inliers / v.matches >= t.edited_min_inlier_ratio
+        and v.affine_coverage >= t.edited_min_coverage
+        and v.affine_residual <= t.edited_max_residual
+    )
+
+
+def same_room_evidence(v: Verification | None, t: LevelThresholds) -> bool:
+    """True when an epipolar or planar model has enough well-spread inliers."""
+    if v is None or v.inliers < t.same_room_min_inliers or v.matches == 0:
+        return False
+    return v.inlier_ratio >= t.same_room_min_inlier_ratio and v.coverage >= t.same_room_min_coverage
+
+
+def _evidence(c: Candidate) -> dict[str, float | int | str | bool]:
+    out: dict[str, float | int | str | bool] = {"global_score": round(c.global_score, 4)}
+    if c.phash_distance is not None:
+        out["phash_distance"] = c.phash_distance
+    if c.verification is not None:
+        out.update(c.verification.evidence())
+    return out
+
+
+def classify(c: Candidate, t: LevelThresholds) -> Match | None:
+    """Map one candidate's evidence to a level; None when it is below the similar floor."""
+    ev = _evidence(c)
+    v = c.verification
+    if c.pixel_equal:
+        return Match(c.id, Level.EXACT, 1.0, ev)
+    if edited_evidence(v, t) and v is not None:
+        # Inlier share times coverage: the original beats a sibling shot that only shares part of the scene.
+        return Match(c.id, Level.EDITED, round(v.affine_inliers / v.matches * v.affine_coverage, 4), ev)
+    if c.phash_distance is not None and c.phash_distance <= t.edited_max_phash:
+        return Match(c.id, Level.EDITED, round(1.0 - c.phash_distance / 64, 4), ev)
+    if same_room_evidence(v, t) and c.global_score >= t.same_room_min_global and v is not None:
+        return Match(c.id, Level.SAME_ROOM, round(v.inlier_ratio * v.coverage, 4), ev)
+    if c.global_score >= t.similar_min_score:
+        return Match(c.id, Level.SIMILAR, round(c.global_score, 4), ev)
+    return None
+
+
+def rank_matches(matches: Iterable[Match]) -> list[Match]:
+    """Order by level (exact > edited > same_room > similar), then by score, highest first."""
+    return sorted(matches, key=lambda m: (LEVEL_ORDER[m.level], -m.score, m.id))
+
+
+def merge_hits(*hits: tuple[np.ndarray, np.ndarray]) -> dict[int, float]:
+    """Merge (scores, ids) rows of several global searches (e.g. photo and mirror) keeping each id's best."""
+    best: dict[int, float] = {}
+    for scores, ids in hits:
+        for score, ident in zip(np.ravel(scores).tolist(), np.ravel(ids).tolist(), strict=True):
+            if ident >= 0 and score > best.get(ident, -np.inf):
+                best[int(ident)] = float(score)
+    return best
+
+
+@dataclass
+class QueryEvidence:
+    """What is computed once per query photo."""
+
+    sha256: str
+    phash: int
+    features: LocalFeatures | None
+
+
+@dataclass
+class StoredEvidence:
+    """What is cached per stored photo."""
+
+    sha256: str
+    phash: int | None
+    features: LocalFeatures | None
+
+
+def _candidate(
+    ident: int, score: float, q: QueryEvidence, s: StoredEvidence, cfg: LocalConfig | None, do_verify: bool
+) -> Candidate:
+    v = None
+    if do_verify and q.features is not None and s.features is not None:
+        v = verify(q.features, s.features, cfg)
+    dist = None if s.phash is None else int(bin((q.phash ^ s.phash) & ((1 << 64) - 1)).count("1"))
+    return Candidate(ident, score, q.sha256 == s.sha256, dist, v)
+
+
+def match_shortlist(
+    query: QueryEvidence,
+    shortlist: Mapping[int, float],
+    stored: Callable[[int], StoredEvidence | None],
+    t: LevelThresholds,
+    cfg: LocalConfig | None = None,
+    exact_ids: Sequence[int] = (),
+) -> list[Match]:
+    """Classify a global shortlist {id: cosine}; the best verify_top_k ids get local verification."""
+    order = sorted(shortlist, key=lambda i: -shortlist[i])
+    ids = list(dict.fromkeys([*exact_ids, *order]))
+    matches: list[Match] = []
+    for rank, ident in enumerate(ids):
+        evidence = stored(ident)
+        if evidence is None:
+            continue
+        cand = _candidate(ident, shortlist.get(ident, 0.0), query, evidence, cfg, rank < t.verify_top_k)
+        found = classify(cand, t)
+        if found is not None:
+            matches.append(found)
+    return rank_matches(matches)

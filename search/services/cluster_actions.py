@@ -1,0 +1,261 @@
+"""Moderator actions on the current run (name, approve, merge, split, move, noise, undo), each recorded.
+
+Every action stores what undoing it needs (the memberships and clusters as they were, the decisions it
+created or retired), so "undo" restores the exact previous state. Moves and "not in this cluster" choices
+also become ClusterDecision rows: the constraints that re-clustering re-applies.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Q
+
+from search.models import Cluster, ClusterDecision, ClusteringRun, Membership, ModeratorAction
+
+Kind = ModeratorAction.Kind
+ACTIVE_STATES = (Cluster.State.UNREVIEWED, Cluster.State.APPROVED)
+MAX_NAME = 100
+
+
+def _run_locked(run_id: int) -> ClusteringRun:
+    """The run, locked for this transaction; only the current, ready run can be edited."""
+    run = ClusteringRun.objects.select_for_update().filter(pk=run_id).first()
+    if run is None or not run.is_current:
+        raise ValidationError("only the current clustering run can be edited; older runs are read-only")
+    return run
+
+
+def _cluster_locked(cluster_id: int, run: ClusteringRun | None = None) -> tuple[ClusteringRun, Cluster]:
+    cluster = Cluster.objects.filter(pk=cluster_id).first()
+    if cluster is None or (run is not None and cluster.run_id != run.pk):
+        raise ValidationError("no such cluster in this run")
+    run = run or _run_locked(cluster.run_id)
+    cluster = Cluster.objects.select_for_update().get(pk=cluster_id)
+    if cluster.state not in ACTIVE_STATES:
+        raise ValidationError(
+            f"{cluster.display_name} was {cluster.get_state_display()}; it cannot be edited"
+        )
+    return run, cluster
+
+
+def _record(
+    run: ClusteringRun, user: Any, kind: str, description: str, payload: dict[str, Any], undo: dict[str, Any]
+) -> ModeratorAction:
+    return ModeratorAction.objects.create(
+        run=run, user=user, kind=kind, description=description[:500], payload=payload, undo_data=undo
+    )
+
+
+def _cluster_snapshot(*clusters: Cluster) -> list[list[Any]]:
+    return [[c.pk, c.name, c.state, c.merged_into_id] for c in clusters]
+
+
+def clean_name(name: str) -> str:
+    """A cluster name with whitespace collapsed; refuses over-long names."""
+    name = " ".join(name.split())
+    if len(name) > MAX_NAME:
+        raise ValidationError(f"a cluster name has at most {MAX_NAME} characters")
+    return name
+
+
+def cluster_name(cluster_id: int, name: str, *, user: Any) -> ModeratorAction:
+    """Name (or with "" un-name) a cluster; the name becomes the room-type tag of its photos."""
+    name = clean_name(name)
+    with transaction.atomic():
+        run, cluster = _cluster_locked(cluster_id)
+        undo = {"clusters": _cluster_snapshot(cluster)}
+        old = cluster.display_name
+        cluster.name = name
+        cluster.save(update_fields=["name", "updated_at"])
+        text = f"Named {old} “{name}”" if name else f"Cleared the name of {old}"
+        return _record(run, user, Kind.NAME, text, {"cluster": cluster.pk, "name": name}, undo)
+
+
+def cluster_approve(cluster_id: int, *, user: Any, approved: bool = True) -> ModeratorAction:
+    """Approve a cluster (or withdraw the approval)."""
+    with transaction.atomic():
+        run, cluster = _cluster_locked(cluster_id)
+        undo = {"clusters": _cluster_snapshot(cluster)}
+        cluster.state = Cluster.State.APPROVED if approved else Cluster.State.UNREVIEWED
+        cluster.save(update_fields=["state", "updated_at"])
+        text = f"{'Approved' if approved else 'Withdrew approval of'} {cluster.display_name}"
+        return _record(run, user, Kind.APPROVE, text, {"cluster": cluster.pk, "approved": approved}, undo)
+
+
+def clusters_merge(target_id: int, source_ids: list[int], *, user: Any) -> ModeratorAction:
+    """Merge source clusters into the target: their photos move, they are marked merged."""
+    sources_wanted = sorted(set(source_ids) - {target_id})
+    if not sources_wanted:
+        raise ValidationError("choose at least one other cluster to merge into this one")
+    with transaction.atomic():
+        run, target = _cluster_locked(target_id)
+        sources = [_cluster_locked(cid, run)[1] for cid in sources_wanted]
+        undo: dict[str, Any] = {"clusters": _cluster_snapshot(*sources)}
+        undo["memberships"] = _membership_snapshot(Membership.objects.filter(run=run, cluster__in=sources))
+        Membership.objects.filter(run=run, cluster__in=sources).update(cluster=target)
+        for source in sources:
+            source.state, source.merged_into = Cluster.State.MERGED, target
+            source.save(update_fields=["state", "merged_into", "updated_at"])
+        moved = len(undo["memberships"])
+        names = ", ".join(s.display_name for s in sources)
+        text = f"Merged {names} into {target.display_name} ({moved} photos)"
+        payload = {"cluster": target.pk, "sources": sources_wanted, "photos": moved}
+        return _record(run, user, Kind.MERGE, text, payload, undo)
+
+
+def photos_split(run_id: int, photo_ids: list[int], *, user: Any, name: str = "") -> ModeratorAction:
+    """Split selected photos off into a new cluster (their moves become must-links to it)."""
+    name = clean_name(name)
+    with transaction.atomic():
+        run = _run_locked(run_id)
+        _require_members(run, photo_ids)
+        cluster = Cluster.objects.create(run=run, label=None, name=name)
+        cluster.key = cluster.pk
+        cluster.save(update_fields=["key"])
+        undo = _retarget(run, photo_ids, cluster, user)
+        undo["created_clusters"] = [cluster.pk]
+        text = f"Split {len(undo['memberships'])} photos off into new cluster {cluster.display_name}"
+        payload = {"cluster": cluster.pk, "name": name, "photos": sorted(set(photo_ids))}
+        action = _record(run, user, Kind.SPLIT, text, payload, undo)
+        _link_decisions(undo, action)
+        return action
+
+
+def photos_move(run_id: int, photo_ids: list[int], target_id: int, *, user: Any) -> ModeratorAction:
+    """Move photos into a cluster: must-link to it, cannot-link to where each came from."""
+    with transaction.atomic():
+        run, target = _cluster_locked(target_id)
+        if run.pk != run_id:
+            raise ValidationError("that cluster belongs to another run")
+        _require_members(run, photo_ids)
+        undo = _retarget(run, photo_ids, target, user)
+        text = f"Moved {len(undo['memberships'])} photos into {target.display_name}"
+        payload = {"cluster": target.pk, "photos": sorted(set(photo_ids))}
+        action = _record(run, user, Kind.MOVE, text, payload, undo)
+        _link_decisions(undo, action)
+        return action
+
+
+def photos_mark_noise(run_id: int, photo_ids: list[int], *, user: Any) -> ModeratorAction:
+    """Take photos out of their clusters ("not in this cluster"): they become noise."""
+    with transaction.atomic():
+        run = _run_locked(run_id)
+        _require_members(run, photo_ids)
+        undo = _retarget(run, photo_ids, None, user)
+        text = f"Marked {len(undo['memberships'])} photos as noise"
+        action = _record(run, user, Kind.NOISE_PHOTOS, text, {"photos": sorted(set(photo_ids))}, undo)
+        _link_decisions(undo, action)
+        return action
+
+
+def cluster_mark_noise(cluster_id: int, *, user: Any) -> ModeratorAction:
+    """Dissolve a cluster: all its photos become noise and are kept out of it when re-clustering."""
+    with transaction.atomic():
+        run, cluster = _cluster_locked(cluster_id)
+        photo_ids = list(
+            Membership.objects.filter(run=run, cluster=cluster).values_list("photo_id", flat=True)
+        )
+        undo = _retarget(run, photo_ids, None, user)
+        undo["clusters"] = _cluster_snapshot(cluster)
+        cluster.state = Cluster.State.NOISE
+        cluster.save(update_fields=["state", "updated_at"])
+        text = f"Marked {cluster.display_name} ({len(photo_ids)} photos) as noise"
+        action = _record(
+            run, user, Kind.NOISE_CLUSTER, text, {"cluster": cluster.pk, "photos": len(photo_ids)}, undo
+        )
+        _link_decisions(undo, action)
+        return action
+
+
+def _require_members(run: ClusteringRun, photo_ids: list[int]) -> None:
+    if not photo_ids:
+        raise ValidationError("select at least one photo")
+    if not Membership.objects.filter(run=run, photo_id__in=photo_ids).exists():
+        raise ValidationError("none of the selected photos is in this run")
+
+
+def _membership_snapshot(qs: Any) -> list[list[Any]]:
+    return [list(row) for row in qs.values_list("photo_id", "cluster_id", "probability", "source")]
+
+
+def _retarget(run: ClusteringRun, photo_ids: list[int], target: Cluster | None, user: Any) -> dict[str, Any]:
+    """Put photos into target (None: noise), record decisions; returns the undo data."""
+    moving_qs = Membership.objects.filter(run=run, photo_id__in=set(photo_ids))
+    moving_qs = (
+        moving_qs.exclude(cluster=target) if target is not None else moving_qs.exclude(cluster__isnull=True)
+    )
+    snapshot = _membership_snapshot(moving_qs)
+    moving = [row[0] for row in snapshot]
+    keys = dict(Cluster.objects.filter(run=run).values_list("pk", "key"))
+    # A new placement supersedes earlier moves of these photos, and a move into K lifts "not in K".
+    retire = Q(photo_id__in=moving, kind=ClusterDecision.Kind.MUST_LINK)
+    if target is not None:
+        retire |= Q(photo_id__in=moving, kind=ClusterDecision.Kind.CANNOT_LINK, cluster_key=target.key)
+    retired_qs = ClusterDecision.objects.filter(retire, active=True)
+    retired = list(retired_qs.values_list("pk", flat=True))
+    retired_qs.update(active=False)
+    new: list[ClusterDecision] = []
+    for photo_id, old_cluster, _prob, _source in snapshot:
+        if old_cluster is not None:
+            new.append(_decision(photo_id, ClusterDecision.Kind.CANNOT_LINK, keys[old_cluster], user))
+        if target is not None:
+            new.append(_decision(photo_id, ClusterDecision.Kind.MUST_LINK, target.key, user))
+    created = ClusterDecision.objects.bulk_create(new, batch_size=2000)
+    Membership.objects.filter(run=run, photo_id__in=moving).update(
+        cluster=target, source=Membership.Source.MODERATOR, probability=1.0 if target is not None else 0.0
+    )
+    return {
+        "memberships": snapshot,
+        "decisions_created": [d.pk for d in created],
+        "decisions_retired": retired,
+    }
+
+
+def _decision(photo_id: int, kind: str, key: int, user: Any) -> ClusterDecision:
+    return ClusterDecision(photo_id=photo_id, kind=kind, cluster_key=key, created_by=user)
+
+
+def _link_decisions(undo: dict[str, Any], action: ModeratorAction) -> None:
+    ClusterDecision.objects.filter(pk__in=undo.get("decisions_created", [])).update(action=action)
+
+
+def action_undo_last(run_id: int, *, user: Any) -> ModeratorAction:
+    """Undo the most recent not-yet-undone action of the current run (repeat to go further back)."""
+    with transaction.atomic():
+        run = _run_locked(run_id)
+        last = (
+            ModeratorAction.objects.select_for_update()
+            .filter(run=run, undone_by__isnull=True)
+            .exclude(kind=Kind.UNDO)
+            .order_by("-id")
+            .first()
+        )
+        if last is None:
+            raise ValidationError("there is nothing to undo in this run")
+        _restore(run, last.undo_data)
+        undo = _record(run, user, Kind.UNDO, f"Undid: {last.description}", {"undid": last.pk}, {})
+        last.undone_by = undo
+        last.save(update_fields=["undone_by"])
+        return undo
+
+
+def _restore(run: ClusteringRun, data: dict[str, Any]) -> None:
+    """Put memberships, clusters and decisions back as an action's undo data recorded them."""
+    rows = {row[0]: row for row in data.get("memberships", [])}
+    members = list(Membership.objects.filter(run=run, photo_id__in=list(rows)))
+    for member in members:
+        _, member.cluster_id, member.probability, member.source = rows[member.photo_id]
+    Membership.objects.bulk_update(members, ["cluster", "probability", "source"], batch_size=1000)
+    clusters = {row[0]: row for row in data.get("clusters", [])}
+    found = list(Cluster.objects.filter(run=run, pk__in=list(clusters)))
+    for cluster in found:
+        _, cluster.name, cluster.state, cluster.merged_into_id = clusters[cluster.pk]
+    Cluster.objects.bulk_update(found, ["name", "state", "merged_into"])
+    ClusterDecision.objects.filter(pk__in=data.get("decisions_created", [])).delete()
+    ClusterDecision.objects.filter(pk__in=data.get("decisions_retired", [])).update(active=True)
+    created = data.get("created_clusters", [])
+    Membership.objects.filter(run=run, cluster_id__in=created).update(cluster=None)
+    Cluster.objects.filter(run=run, pk__in=created).delete()

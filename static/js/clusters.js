@@ -1,0 +1,103 @@
+// Moderator clustering pages: selection helpers for the gallery, and the interactive 2-D map
+// (Apache ECharts, served from static/vendor; data from the run's map.json).
+(function () {
+  "use strict";
+
+  function escapeHtml(text) {
+    return String(text).replace(/[&<>"']/g, function (c) {
+      return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c];
+    });
+  }
+
+  // Gallery: count checked photos, select all on the page.
+  document.querySelectorAll("[data-selection-form]").forEach(function (form) {
+    var counter = form.querySelector("[data-selected-count]");
+    function update() {
+      var n = form.querySelectorAll('input[name="photo"]:checked').length;
+      if (counter) { counter.textContent = n + " selected"; }
+    }
+    form.addEventListener("change", update);
+    var all = form.querySelector("[data-select-all]");
+    if (all) {
+      all.addEventListener("click", function () {
+        var boxes = form.querySelectorAll('input[name="photo"]');
+        var check = Array.prototype.some.call(boxes, function (b) { return !b.checked; });
+        boxes.forEach(function (b) { b.checked = check; });
+        update();
+      });
+    }
+    update();
+  });
+
+  var el = document.getElementById("cluster-map");
+  if (!el || typeof echarts === "undefined") { return; }
+
+  function colour(i) { return "hsl(" + Math.round((i * 137.508) % 360) + ", 65%, 48%)"; }
+
+  function buildSeries(data) {
+    var index = {};
+    var series = data.clusters.map(function (c, i) {
+      index[c.id] = i;
+      return { name: c.name, type: "scatter", symbolSize: 7, itemStyle: { color: colour(i), opacity: 0.85 },
+               emphasis: { focus: "series" }, data: [] };
+    });
+    var noise = { name: "noise", type: "scatter", symbolSize: 5, itemStyle: { color: "#9ca3af", opacity: 0.6 }, data: [] };
+    var pts = data.points;
+    for (var k = 0; k < pts.photo.length; k++) {
+      var item = [pts.x[k], pts.y[k], pts.photo[k], pts.p[k], pts.provisional[k]];
+      var s = index[pts.cluster[k]];
+      (s === undefined ? noise : series[s]).data.push(item);
+    }
+    series.push(noise);
+    return series;
+  }
+
+  function draw(data) {
+    var chart = echarts.init(el, null, { renderer: "canvas" });
+    var series = buildSeries(data);
+    var thumb = function (id) { return data.thumb_url.replace("{id}", id); };
+    chart.setOption({
+      animation: false,
+      legend: { type: "scroll", orient: "vertical", right: 0, top: 40, bottom: 10 },
+      grid: { left: 30, right: 190, top: 40, bottom: 30 },
+      xAxis: { type: "value", scale: true, axisLabel: { show: false }, splitLine: { show: false } },
+      yAxis: { type: "value", scale: true, axisLabel: { show: false }, splitLine: { show: false } },
+      tooltip: {
+        trigger: "item",
+        formatter: function (p) {
+          var d = p.data;
+          return '<img src="' + escapeHtml(thumb(d[2])) + '" width="160" height="115" style="object-fit:cover"><br>' +
+            "#" + d[2] + " · " + escapeHtml(p.seriesName) + " · p=" + d[3].toFixed(2) + (d[4] ? " · provisional" : "");
+        }
+      },
+      toolbox: { right: 190, feature: { brush: { type: ["rect", "polygon", "clear"] } } },
+      brush: { xAxisIndex: 0, brushLink: "all", throttleType: "debounce", throttleDelay: 200,
+               outOfBrush: { colorAlpha: 0.15 } },
+      series: series
+    });
+    chart.on("click", function (p) {
+      if (p.data) { window.location.href = data.photo_url.replace("{id}", p.data[2]) + "?run=" + data.run; }
+    });
+    var form = document.querySelector("[data-map-selection]");
+    var selected = [];
+    chart.on("brushSelected", function (params) {
+      selected = [];
+      (params.batch[0] ? params.batch[0].selected : []).forEach(function (s) {
+        s.dataIndex.forEach(function (i) { selected.push(series[s.seriesIndex].data[i][2]); });
+      });
+      if (form) {
+        form.querySelector("[data-map-photos]").value = selected.join(",");
+        form.querySelector("[data-selected-count]").textContent = selected.length + " selected";
+      }
+    });
+    window.addEventListener("resize", function () { chart.resize(); });
+    // Exposed for browser tests and for the console.
+    window.clusterMap = { chart: chart, points: data.points.photo.length, selected: function () { return selected.slice(); } };
+    el.setAttribute("data-ready", String(data.points.photo.length));
+  }
+
+  fetch(el.getAttribute("data-url"), { credentials: "same-origin", headers: { Accept: "application/json" } })
+    .then(function (r) { if (!r.ok) { throw new Error("map data: HTTP " + r.status); } return r.json(); })
+    .then(draw)
+    .catch(function (err) { el.textContent = "Could not load the map: " + err.message; });
+})();

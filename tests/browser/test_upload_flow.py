@@ -1,0 +1,149 @@
+"""A realtor logs in, creates a listing, uploads photos and watches the job finish live in chromium."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
+
+from search.models import Job, Listing, Photo
+from search.services import accounts
+from tests import images
+from tests.browser.conftest import chromium_page
+from tests.processes import ROOT
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
+
+PASSWORD = "correct-horse-battery-7"
+SCREENSHOT = ROOT / "docs" / "screenshots" / "upload.png"
+# Records every data-status the progress box takes, so the test can tell live updates from a reload.
+WATCH_STATUS = """
+window.__seen = [];
+window.__noReload = true;
+const box = document.querySelector(".job-progress");
+new MutationObserver(() => window.__seen.push(box.getAttribute("data-status")))
+  .observe(box, {attributes: true, attributeFilter: ["data-status"]});
+if (box.getAttribute("data-status")) { window.__seen.push(box.getAttribute("data-status")); }
+"""
+
+# Counts websockets a page opens: a dropped socket is reopened by jobs.js and would hide lost pushes.
+COUNT_SOCKETS = """
+(() => {
+  const Native = window.WebSocket;
+  window.__sockets = 0;
+  window.WebSocket = function (...args) { window.__sockets += 1; return new Native(...args); };
+  window.WebSocket.prototype = Native.prototype;
+})();
+"""
+
+
+def _realtor(settings: Any) -> Any:
+    # The web process verifies with Django's default hashers, not the fast MD5 one of the test settings.
+    settings.PASSWORD_HASHERS = [f"{PBKDF2PasswordHasher.__module__}.{PBKDF2PasswordHasher.__name__}"]
+    accounts.roles_setup()
+    return accounts.user_create(username="rita", password=PASSWORD, role="realtor")
+
+
+def _files(photo: bytes) -> list[dict[str, Any]]:
+    return [
+        {"name": "a.jpg", "mimeType": "image/jpeg", "buffer": photo},
+        {"name": "b.jpg", "mimeType": "image/jpeg", "buffer": photo},  # the same bytes again
+        {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"Viewing on Tuesday.\n"},
+    ]
+
+
+def _log_in_and_create_listing(page: Any, base: str) -> None:
+    page.goto(f"{base}/accounts/login/")
+    page.fill("#id_username", "rita")
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/")
+    page.click("text=Create a listing")
+    page.fill("#id_title", "Sunny two-bedroom by the park")
+    page.fill("#id_address", "12 Elm Street")
+    page.fill("#id_zipcode", "92880")
+    page.fill("#id_bedrooms", "2")
+    page.fill("#id_bathrooms", "1.5")
+    page.fill("#id_price", "450000")
+    page.click("text=Create listing")
+    page.wait_for_url(f"{base}/listings/*/")
+    assert "created" in page.inner_text(".messages")
+
+
+def _upload(page: Any, photo: bytes) -> None:
+    page.set_input_files("input[name=files]", _files(photo))
+    page.click("#upload-form button[type=submit]")
+    page.wait_for_url("**/upload/")
+    outcomes = {li.get_attribute("data-name"): li for li in page.query_selector_all("li.outcome")}
+    assert set(outcomes) == {"a.jpg", "b.jpg", "notes.txt"}
+    assert "outcome-accepted" in outcomes["a.jpg"].get_attribute("class")
+    assert "outcome-accepted" in outcomes["b.jpg"].get_attribute("class")
+    assert "outcome-rejected" in outcomes["notes.txt"].get_attribute("class")
+    assert "unsupported file type" in outcomes["notes.txt"].inner_text()
+
+
+def _items(page: Any) -> dict[str, tuple[str, str]]:
+    """name -> (photo id, text) of the live per-photo list."""
+    found = {}
+    for li in page.query_selector_all(".job-progress li.item"):
+        text = li.inner_text()
+        found[text.split(":", 1)[0]] = (li.get_attribute("data-photo"), text)
+    return found
+
+
+def _save_screenshot(page: Any, artifacts: Path) -> None:
+    artifacts.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(artifacts / "upload.png"), full_page=True)
+    # The README's copy is written when missing or on request, so test runs do not churn the repo.
+    if not SCREENSHOT.exists() or os.environ.get("FLATSITE_UPDATE_SCREENSHOTS") == "1":
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(artifacts / "upload.png", SCREENSHOT)
+
+
+def test_upload_shows_outcomes_and_live_progress_to_done(
+    chromium_ready: None, web: Any, start_worker: Any, settings: Any, process_logs: Path
+) -> None:
+    user = _realtor(settings)
+    photo = images.jpeg(7, (800, 600))
+    base = web.extra["url"]
+    with chromium_page(viewport={"width": 1100, "height": 900}) as page:
+        page.add_init_script(COUNT_SOCKETS)
+        _log_in_and_create_listing(page, base)
+        _upload(page, photo)
+        box = ".job-progress"
+        # No worker yet: the job waits in the queue while the page is connected and live.
+        page.wait_for_selector(f'{box}[data-status="queued"]')
+        page.wait_for_function(
+            "document.querySelector('.job-progress [data-field=live]').textContent === '● live'"
+        )
+        page.evaluate(WATCH_STATUS)
+        start_worker("browser-worker")
+        page.wait_for_selector(f'{box}[data-status="succeeded"]', timeout=90_000)
+        assert page.inner_text(f'{box} [data-field="percent"]') == "100%"
+        assert page.inner_text(f'{box} [data-field="count"]') == "2/2"
+        assert page.eval_on_selector(f'{box} [data-field="bar"]', "el => el.style.width") == "100%"
+        page.wait_for_function("document.querySelectorAll('.job-progress li.item-duplicate').length === 1")
+        items = _items(page)
+        a_id = items["a.jpg"][0]
+        assert items["a.jpg"][1] == "a.jpg: processed"
+        assert items["b.jpg"][1] == f"b.jpg: duplicate (copy of photo #{a_id})"
+        assert page.evaluate("window.__noReload") is True  # every change arrived over the websocket ...
+        assert page.evaluate("window.__sockets") == 1  # ... the one opened with the page
+        seen = page.evaluate("window.__seen")
+        order = ["queued", "running", "succeeded"]
+        assert seen[-1] == "succeeded" and [order.index(s) for s in seen] == sorted(
+            order.index(s) for s in seen
+        ), seen
+        _save_screenshot(page, ROOT / "test-artifacts")
+
+    listing = Listing.objects.get(owner=user)
+    photos = {p.original_name: p for p in Photo.objects.filter(listing=listing)}
+    assert set(photos) == {"a.jpg", "b.jpg"}  # the text file was never stored
+    assert photos["a.jpg"].pk == int(a_id) and photos["a.jpg"].status == Photo.Status.PROCESSED
+    assert (photos["b.jpg"].status, photos["b.jpg"].duplicate_of_id) == (Photo.Status.DUPLICATE, int(a_id))
+    job = Job.objects.get(created_by=user)
+    assert (job.status, job.done, job.total) == (Job.Status.SUCCEEDED, 2, 2)

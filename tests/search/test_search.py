@@ -1,0 +1,118 @@
+"""End to end on generated photos: ingest, extract, index, then search at every level."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from PIL import Image, ImageDraw
+
+from search.models import Feature, IndexVersion, Photo, PhotoMatch
+from search.selectors_duplicates import listing_pairs
+from search.selectors_search import image_search, query_from_file, query_from_photo
+from search.services import features, ingest
+from tests import images
+from tests.conftest import upload
+from tests.factories import ListingFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def _edited(img: Image.Image) -> Image.Image:
+    """Crop 15 %, add a text watermark, mirror: the kind of copy agents re-post."""
+    w, h = img.size
+    out = img.crop((int(0.08 * w), int(0.07 * h), int(0.93 * w), int(0.92 * h))).resize((w, h))
+    ImageDraw.Draw(out).text((10, 10), "AGENCY (c)", fill=(255, 255, 255))
+    return out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+
+
+@pytest.fixture
+def collection(realtor: Any) -> dict[str, Any]:
+    first, second = ListingFactory(owner=realtor), ListingFactory()
+    pics = {f"p{i}": images.picture(100 + i, (480, 360)) for i in range(4)}
+    for listing, names in ((first, ["p0", "p1"]), (second, ["p2", "p3"])):
+        items = [upload(f"{n}.jpg", images.encode(pics[n], "JPEG", quality=92)) for n in names]
+        result = ingest.photo_ingest(listing=listing, uploader=listing.owner, items=items, enqueue=False)
+        assert result.job is not None
+        ingest.job_ingest_inline(result.job.pk)
+    features.extract_inline()
+    return {"pics": pics, "first": first, "second": second}
+
+
+def _query(tmp_path: Path, img: Image.Image, name: str = "q.jpg") -> Any:
+    path = tmp_path / name
+    img.save(path, "JPEG", quality=85)
+    return query_from_file(path, name)
+
+
+def test_extraction_stores_features_for_every_encoder_and_goes_live(collection: dict[str, Any]) -> None:
+    assert Photo.objects.filter(status=Photo.Status.INDEXED).count() == 4
+    for encoder in [*features.active_encoders(), features.LOCAL_ENCODER]:
+        assert Feature.objects.filter(encoder=encoder).count() == 4
+    live = IndexVersion.objects.get(encoder=features.active_encoders()[0], status=IndexVersion.Status.LIVE)
+    assert live.count == 4
+
+
+def test_exact_copy_is_found_at_the_exact_level(collection: dict[str, Any], tmp_path: Path) -> None:
+    # The same pixels as the stored upload (its JPEG decoded), in another container.
+    path = tmp_path / "same.png"
+    Image.open(io.BytesIO(images.encode(collection["pics"]["p1"], "JPEG", quality=92))).save(path, "PNG")
+    result = image_search(query_from_file(path, "same.png"))
+    top = result.matches[0]
+    assert top.level == "exact" and top.photo.original_name == "p1.jpg"
+
+
+def test_edited_copy_is_found_at_the_edited_level(collection: dict[str, Any], tmp_path: Path) -> None:
+    result = image_search(_query(tmp_path, _edited(collection["pics"]["p2"])))
+    edited = [m for m in result.matches if m.level == "edited"]
+    assert [m.photo.original_name for m in edited] == ["p2.jpg"]
+    assert edited[0].photo.listing == collection["second"]
+    assert "inliers" in str(edited[0].evidence)
+
+
+def test_unrelated_photo_is_never_an_exact_or_edited_copy(collection: dict[str, Any], tmp_path: Path) -> None:
+    result = image_search(_query(tmp_path, images.picture(999, (480, 360))))
+    assert {m.level for m in result.matches} <= {"similar", "same_room"}
+
+
+def test_searching_from_a_stored_photo_leaves_it_out(collection: dict[str, Any]) -> None:
+    photo = Photo.objects.get(original_name="p0.jpg")
+    result = image_search(query_from_photo(photo))
+    assert photo.pk not in [m.photo.pk for m in result.matches]
+
+
+def test_listings_sharing_two_copied_photos_are_probable_duplicates(
+    collection: dict[str, Any], realtor: Any
+) -> None:
+    third = ListingFactory()
+    items = [
+        upload("copy0.jpg", images.encode(_edited(collection["pics"]["p0"]), "JPEG", quality=80)),
+        upload("copy1.jpg", images.encode(collection["pics"]["p1"], "JPEG", quality=92)),  # same bytes
+    ]
+    result = ingest.photo_ingest(listing=third, uploader=third.owner, items=items, enqueue=False)
+    assert result.job is not None
+    ingest.job_ingest_inline(result.job.pk)
+    features.extract_inline()
+    assert PhotoMatch.objects.filter(level="edited").exists()
+    pairs = listing_pairs(listing_id=third.pk)
+    assert [(p.a, p.b) for p in pairs] == [(collection["first"], third)]
+    assert pairs[0].count == 2 and pairs[0].best == "exact"
+
+
+def test_find_similar_prints_one_json_line_per_query(collection: dict[str, Any], tmp_path: Path) -> None:
+    good = tmp_path / "q.jpg"
+    _edited(collection["pics"]["p3"]).save(good, "JPEG")
+    bad = tmp_path / "notes.txt"
+    bad.write_text("x")
+    out = io.StringIO()
+    call_command("find_similar", str(good), str(bad), "--json", stdout=out)
+    import json
+
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [line["query"] for line in lines] == [str(good), str(bad)]
+    assert lines[0]["matches"][0]["original_name"] == "p3.jpg"
+    assert lines[0]["matches"][0]["level"] == "edited"
+    assert "unsupported file type" in lines[1]["error"]

@@ -1,0 +1,29 @@
+"""Celery tasks of the training app: thin doors that claim a job row and run it."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.conf import settings
+
+from search.models import Job
+from search.services import jobs
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def training_job_run(job_id: int) -> None:
+    """Train a run (from its latest checkpoint, so a redelivered job resumes) or index with its encoder."""
+    if jobs.job_claim(job_id) is None:
+        return
+    from training import runner  # torch and the GAN load only in processes that train
+
+    runner.job_run(job_id)
+
+
+def training_queue() -> str:
+    """GPU workers listen on "gpu"; without one, training runs on the default CPU workers."""
+    return "gpu" if settings.FLATSITE_GPU_QUEUE else "default"
+
+
+jobs.ENQUEUERS[Job.Kind.TRAIN] = lambda job_id: training_job_run.apply_async(
+    (job_id,), queue=training_queue()
+)

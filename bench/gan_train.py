@@ -56,16 +56,26 @@ def throughput(cfg: GanConfig, data: TensorDataset, steps: int, device: torch.de
     amp, rows = _Amp(s), []
     for res in resolutions(dataclasses.replace(cfg, progressive=True)):
         for alpha in (0.5, 1.0) if res > cfg.start_size else (1.0,):
-            times = []
+            times, cpu_times = [], []
             for i in range(steps + 2):
                 _sync(device)
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 train_step(s, stream, res, alpha, amp)
                 _sync(device)
                 if i >= 2:  # two warm-up steps
                     times.append(time.perf_counter() - t0)
-            med = statistics.median(times)
-            rows.append({"resolution": res, "alpha": alpha, "step_s": med, "images_per_s": cfg.batch_size / med})
+                    cpu_times.append(time.process_time() - c0)
+            med, cpu = statistics.median(times), statistics.median(cpu_times)
+            rows.append(
+                {
+                    "resolution": res,
+                    "alpha": alpha,
+                    "step_s": med,
+                    "images_per_s": cfg.batch_size / med,
+                    # CPU seconds are steadier than wall time on a shared machine.
+                    "images_per_cpu_s": cfg.batch_size / cpu if cpu > 0 else float("nan"),
+                }
+            )
     return rows
 
 
@@ -85,7 +95,7 @@ def loader_throughput(paths: list[Path], size: int, workers: int, batches: int =
 
 
 def _rss_child(cfg_dict: dict[str, Any], res: int, q: Any) -> None:
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     cfg = GanConfig(**{**cfg_dict, "betas": tuple(cfg_dict["betas"])})
     s = new_state(cfg, torch.device("cpu"))
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -109,7 +119,9 @@ def memory_per_batch(cfg: GanConfig, batch_sizes: list[int], device: torch.devic
             stream, amp = batch_stream(data, bs, 0), _Amp(s)
             for _ in range(3):
                 train_step(s, stream, c.final_size, 1.0, amp)
-            rows.append({"batch_size": bs, "cuda_max_allocated_mib": torch.cuda.max_memory_allocated() / 2**20})
+            rows.append(
+                {"batch_size": bs, "cuda_max_allocated_mib": torch.cuda.max_memory_allocated() / 2**20}
+            )
             del s
             torch.cuda.empty_cache()
             continue
@@ -209,13 +221,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=8, help="timed steps per resolution")
     ap.add_argument("--budget-steps", type=int, default=None, help="steps of the FD-Lite budget runs")
     ap.add_argument("--skip-fd", action="store_true")
+    ap.add_argument("--fd-samples", type=int, default=200, help="real and generated photos per FD-Lite")
+    # One thread by default: on an oversubscribed machine OpenMP barriers made 2 threads ~20x slower.
+    ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     cpu = torch.device("cpu")
     smoke = PRESETS["cpu-smoke"]
     paths = _photos()
     out: dict[str, Any] = {
-        "machine": f"{platform.machine()} {torch.get_num_threads()} threads, torch {torch.__version__}",
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}",
+        "date": time.strftime("%Y-%m-%d"),
         "dataset": f"houses ({len(paths)} photos)",
         "preset": "cpu-smoke",
         "config": dataclasses.asdict(smoke),
@@ -237,7 +253,7 @@ def main(argv: list[str] | None = None) -> None:
         _print_table("GPU peak memory per batch size (gpu-128 at 128 px)", out["memory_gpu"])
     if not args.skip_fd:
         name, fn = effnet_features()
-        fd_cfg = dataclasses.replace(smoke, fd_samples=256, num_workers=1)
+        fd_cfg = dataclasses.replace(smoke, fd_samples=args.fd_samples, num_workers=1)
         budget = args.budget_steps or 350
         out["fd_features"] = name
         out["fd_real_vs_real"] = real_vs_real_fd(paths, smoke.final_size, fd_cfg.fd_samples, fn)

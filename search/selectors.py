@@ -105,3 +105,23 @@ def features_matrix(encoder: str, photo_ids: list[int] | None = None) -> tuple[A
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     vectors = np.stack([np.frombuffer(bytes(r[1]), dtype=np.float32) for r in rows])
     return ids, vectors
+
+
+def index_versions() -> list[Any]:
+    """Every index version, newest first per encoder (admin operations page)."""
+    from search.models import IndexVersion
+
+    return list(IndexVersion.objects.select_related("job").order_by("encoder", "-version"))
+
+
+def encoders_overview() -> list[dict[str, Any]]:
+    """Registered encoders with availability and how many photos have their features."""
+    from search.ml.features import encoder_status, list_encoders
+    from search.models import Feature
+
+    counts = dict(Feature.objects.values_list("encoder").annotate(n=Count("id")).values_list("encoder", "n"))
+    rows = []
+    for name in list_encoders():
+        ok, reason = encoder_status(name)
+        rows.append({"name": name, "available": ok, "reason": reason, "features": counts.get(name, 0)})
+    return rows

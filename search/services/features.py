@@ -12,7 +12,7 @@ from django.db import transaction
 from PIL import Image
 
 from search import storage
-from search.ml.features import load_encoder
+from search.ml.features import encoder_status, load_encoder
 from search.models import Feature, Job, Photo
 from search.services import index, jobs, matches
 
@@ -137,6 +137,71 @@ def features_run(job_id: int | None = None) -> dict[str, Any]:
         jobs.job_progress(job_id, done=offset, total=offset + len(new_ids), message="finding matches")
     counts["matches"] = matches.photo_matches_compute(new_ids, on_step=step)
     return counts
+
+
+def features_reextract(encoder: str, job_id: int | None = None) -> dict[str, Any]:
+    """Recompute one encoder's features for the whole collection, then build a fresh index version."""
+    ids = list(
+        Photo.objects.filter(
+            duplicate_of__isnull=True, status__in=[Photo.Status.PROCESSED, Photo.Status.INDEXED]
+        )
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
+    if job_id is not None:
+        jobs.job_progress(job_id, done=0, total=len(ids), message=f"re-extracting {encoder}")
+
+    def step(done: int) -> None:
+        if job_id is not None:
+            jobs.job_progress(job_id, done=done)
+
+    def stop() -> bool:
+        return job_id is not None and jobs.job_should_stop(job_id)
+
+    model = load_encoder(encoder)
+    for lo in range(0, len(ids), FLUSH):
+        if stop():
+            return {"encoder": encoder, "stopped_at": lo}
+        chunk, paths = _image_paths(ids[lo : lo + FLUSH])
+        vectors = model.embed_paths(paths, batch_size=BATCH, on_step=lambda n, _t, b=lo: step(b + n))
+        with transaction.atomic():
+            Feature.objects.filter(encoder=encoder, photo_id__in=chunk).delete()
+            _store(encoder, chunk, vectors)
+    version = index.index_rebuild(encoder, live=True, job_id=job_id)
+    return {"encoder": encoder, "photos": len(ids), "index_version": version.version}
+
+
+def operation_enqueue(kind: str, *, user: Any, encoder: str) -> Job:
+    """Queue an admin operation: re-extract (EXTRACT, mode all) or reindex (REINDEX) for one encoder."""
+    if kind not in (Job.Kind.EXTRACT, Job.Kind.REINDEX):
+        raise ValueError(f"unknown operation {kind!r}")
+    load_status = encoder_status(encoder)
+    if not load_status[0]:
+        raise ValueError(f"encoder {encoder} is not available: {load_status[1]}")
+    busy = Job.objects.filter(kind=kind, params__encoder=encoder).exclude(status__in=Job.FINAL_STATES)
+    if busy.exists():
+        raise ValueError(f"a {kind} job for {encoder} is already queued or running")
+    with transaction.atomic():
+        job = jobs.job_create(kind, user=user, params={"mode": "all", "encoder": encoder})
+        jobs.job_enqueue(job)
+    return job
+
+
+def job_operation_run(job_id: int) -> Job:
+    """Run a claimed re-extract or reindex job."""
+    job = Job.objects.get(pk=job_id)
+    encoder = str(job.params["encoder"])
+    try:
+        if job.kind == Job.Kind.REINDEX:
+            row = index.index_rebuild(encoder, live=True, job_id=job_id)
+            result: dict[str, Any] = {"encoder": encoder, "index_version": row.version, "count": row.count}
+        else:
+            result = features_reextract(encoder, job_id)
+    except Exception as exc:
+        log.exception("%s job %s failed", job.kind, job_id)
+        return jobs.job_finish(job_id, status=Job.Status.FAILED, error=f"{job.kind} failed: {exc}")
+    status = Job.Status.CANCELLED if jobs.job_should_stop(job_id) else Job.Status.SUCCEEDED
+    return jobs.job_finish(job_id, status=status, result=result)
 
 
 def extract_enqueue(user: Any = None) -> Job | None:

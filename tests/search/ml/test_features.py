@@ -33,17 +33,19 @@ CPU = torch.device("cpu")
 
 
 def scene(seed: int, size: tuple[int, int] = (320, 240)) -> Image.Image:
-    """A seeded 'room': background gradient plus random coloured boxes and ellipses."""
+    """A seeded 'room': smooth colour field, outlined boxes and ellipses, and mild sensor-like noise."""
     rng = np.random.default_rng(seed)
-    ramp = np.linspace(0, 1, size[0])[None, :, None] * rng.uniform(60, 200, 3)
-    img = Image.fromarray(np.broadcast_to(ramp, (size[1], size[0], 3)).astype(np.uint8))
+    low = rng.uniform(0, 255, (6, 8, 3)).astype(np.uint8)
+    img = Image.fromarray(low).resize(size, Image.Resampling.BICUBIC)
     draw = ImageDraw.Draw(img)
-    for _ in range(12):
+    for _ in range(10):
         x0, y0 = int(rng.integers(0, size[0] - 40)), int(rng.integers(0, size[1] - 40))
         box = (x0, y0, x0 + int(rng.integers(20, 140)), y0 + int(rng.integers(20, 120)))
         colour = tuple(int(c) for c in rng.integers(0, 256, 3))
-        (draw.rectangle if rng.random() < 0.5 else draw.ellipse)(box, fill=colour)
-    return img
+        shape = draw.rectangle if rng.random() < 0.5 else draw.ellipse
+        shape(box, fill=colour, outline=(0, 0, 0), width=2)
+    noisy = np.asarray(img).astype(np.int16) + rng.integers(-12, 13, (size[1], size[0], 3))
+    return Image.fromarray(noisy.clip(0, 255).astype(np.uint8))
 
 
 def jpeg_roundtrip(img: Image.Image, quality: int) -> Image.Image:

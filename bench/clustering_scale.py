@@ -25,10 +25,10 @@ def _peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # Linux reports KiB
 
 
-def _fit(x: np.ndarray, cfg: ClusterConfig) -> tuple[Any, float]:
-    start = time.perf_counter()
+def _fit(x: np.ndarray, cfg: ClusterConfig) -> tuple[Any, float, float]:
+    start, cpu = time.perf_counter(), time.process_time()
     result = fit_clusters(x, cfg)
-    return result, time.perf_counter() - start
+    return result, time.perf_counter() - start, time.process_time() - cpu
 
 
 def worker(n: int) -> dict[str, Any]:
@@ -46,9 +46,9 @@ def worker(n: int) -> dict[str, Any]:
     cfg = ClusterConfig()
     # first fit in a fresh process pays numba JIT (umap's SGD kernel is cached on disk after its first run)
     warm_x = synthetic_features(2_000, DIM, seed=1)[0]
-    out["cold_small_fit_s"] = _fit(warm_x, cfg)[1]
-    out["warm_small_fit_s"] = _fit(warm_x, cfg)[1]
-    result, out["fit_s"] = _fit(x, cfg)
+    _, out["cold_small_fit_s"], out["cold_small_fit_cpu_s"] = _fit(warm_x, cfg)
+    _, out["warm_small_fit_s"], out["warm_small_fit_cpu_s"] = _fit(warm_x, cfg)
+    result, out["fit_s"], out["fit_cpu_s"] = _fit(x, cfg)
     out["timings"] = result.timings
     inliers = truth >= 0
     out["ari_inliers"] = float(adjusted_rand_score(truth[inliers], result.labels[inliers]))
@@ -59,10 +59,11 @@ def worker(n: int) -> dict[str, Any]:
     out["true_clusters"] = int(truth.max()) + 1
     rest = n - int(result.in_fit_sample.sum())
     out["assign_rate_per_s"] = rest / result.timings["assign"] if rest else None
-    start = time.perf_counter()
+    out["assign_rate_per_cpu_s"] = rest / result.timings["assign_cpu"] if rest else None
+    start, cpu = time.perf_counter(), time.process_time()
     assign_clusters(result.model, new)
-    out["assign_1000_s"] = time.perf_counter() - start
-    out["assign_share_of_fit"] = out["assign_1000_s"] / out["fit_s"]
+    out["assign_1000_s"], out["assign_1000_cpu_s"] = time.perf_counter() - start, time.process_time() - cpu
+    out["assign_share_of_fit"] = out["assign_1000_cpu_s"] / out["fit_cpu_s"]
     blob = result.model.to_bytes()
     out["model_mb"] = len(blob) / 1e6
     out["peak_rss_gb"] = _peak_rss_gb()
@@ -80,9 +81,10 @@ def _cold_assign(model: ClusterModel, new: np.ndarray) -> dict[str, float]:
             "import time,json;t=time.perf_counter();import numpy as np;"
             "from search.ml.clustering import ClusterModel,assign_clusters;i=time.perf_counter()-t;"
             f"m=ClusterModel.load('{tmp}/model.npz');l=time.perf_counter()-t-i;x=np.load('{tmp}/new.npy');"
-            "s=time.perf_counter();assign_clusters(m,x);a=time.perf_counter()-s;"
-            "s=time.perf_counter();assign_clusters(m,x);w=time.perf_counter()-s;"
-            "print(json.dumps({'import_s':i,'load_s':l,'first_assign_s':a,'second_assign_s':w}))"
+            "s=time.perf_counter();c=time.process_time();assign_clusters(m,x);a=time.perf_counter()-s;"
+            "ac=time.process_time()-c;s=time.perf_counter();c=time.process_time();assign_clusters(m,x);"
+            "w=time.perf_counter()-s;wc=time.process_time()-c;print(json.dumps({'import_s':i,'load_s':l,"
+            "'first_assign_s':a,'first_assign_cpu_s':ac,'second_assign_s':w,'second_assign_cpu_s':wc}))"
         )
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -117,11 +119,12 @@ def run_scale(sizes: list[int]) -> list[dict[str, Any]]:
         rows.append(row)
         t = row["timings"]
         print(
-            f"scale {n:>8d}: fit {row['fit_s']:7.1f}s (pca {t['pca']:.1f} umap {t['umap']:.1f} "
-            f"hdbscan {t['hdbscan']:.1f} map {t['map']:.1f} assign {t.get('assign', 0.0):.1f}) "
-            f"peak {row['peak_rss_gb']:.2f} GB | ARI {row['ari_inliers']:.3f} noise {row['noise']:.3f} "
-            f"| assign 1000: {row['assign_1000_s']:.2f}s ({100 * row['assign_share_of_fit']:.1f}% of fit) "
-            f"| cold 2k fit {row['cold_small_fit_s']:.1f}s warm {row['warm_small_fit_s']:.1f}s",
+            f"scale {n:>8d}: fit {row['fit_cpu_s']:7.1f} cpu-s {row['fit_s']:7.1f} wall-s "
+            f"(cpu: pca {t['pca_cpu']:.1f} umap {t['umap_cpu']:.1f} hdbscan {t['hdbscan_cpu']:.1f} "
+            f"map {t['map_cpu']:.1f} assign {t.get('assign_cpu', 0.0):.1f}) peak {row['peak_rss_gb']:.2f} GB "
+            f"| ARI {row['ari_inliers']:.3f} noise {row['noise']:.3f} | assign 1000: "
+            f"{row['assign_1000_cpu_s']:.2f} cpu-s ({100 * row['assign_share_of_fit']:.1f}% of fit) "
+            f"| 2k fit cold {row['cold_small_fit_cpu_s']:.1f} warm {row['warm_small_fit_cpu_s']:.1f} cpu-s",
             flush=True,
         )
     return rows

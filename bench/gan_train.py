@@ -11,7 +11,6 @@ import dataclasses
 import json
 import multiprocessing as mp
 import platform
-import resource
 import statistics
 import sys
 import tempfile
@@ -26,7 +25,7 @@ from PIL import Image
 from torch.utils.data import TensorDataset
 
 from tests.shared_data import shared_data_dir
-from training.ml.config import PRESETS, GanConfig, resolutions
+from training.ml.config import PRESETS, GanConfig, resolutions, total_steps
 from training.ml.data import batch_stream, list_images, make_dataset, tensor_to_uint8
 from training.ml.fd import frechet_distance
 from training.ml.loop import StepStats, _Amp, train, train_step
@@ -94,21 +93,30 @@ def loader_throughput(paths: list[Path], size: int, workers: int, batches: int =
     return 32 * batches / (time.perf_counter() - t0)
 
 
+def _proc_status_mib(key: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def _rss_child(cfg_dict: dict[str, Any], res: int, q: Any) -> None:
     torch.set_num_threads(1)
+    idle = _proc_status_mib("VmRSS")  # after imports, before any model exists
     cfg = GanConfig(**{**cfg_dict, "betas": tuple(cfg_dict["betas"])})
     s = new_state(cfg, torch.device("cpu"))
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     data = TensorDataset(torch.rand(cfg.batch_size * 2, 3, cfg.final_size, cfg.final_size) * 2 - 1)
     stream, amp = batch_stream(data, cfg.batch_size, 0), _Amp(s)
+    train_step(s, stream, res, 1.0, amp)  # first step: lazy imports and Adam state, not per-batch memory
+    Path("/proc/self/clear_refs").write_text("5")  # resets the peak (VmHWM) to the current RSS
     for _ in range(3):
         train_step(s, stream, res, 1.0, amp)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    q.put({"rss_peak_mib": peak / 1024, "rss_step_mib": (peak - base) / 1024})
+    peak = _proc_status_mib("VmHWM")
+    q.put({"rss_idle_mib": idle, "rss_peak_mib": peak, "peak_over_idle_mib": peak - idle})
 
 
 def memory_per_batch(cfg: GanConfig, batch_sizes: list[int], device: torch.device) -> list[dict[str, Any]]:
-    """Peak memory of training steps at final_size per batch size (CPU: RSS in a fresh process; GPU: allocator)."""
+    """Peak memory of train steps at final_size per batch size (CPU: RSS of a fresh process; GPU: CUDA)."""
     rows = []
     for bs in batch_sizes:
         c = dataclasses.replace(cfg, batch_size=bs)
@@ -129,8 +137,10 @@ def memory_per_batch(cfg: GanConfig, batch_sizes: list[int], device: torch.devic
         q = ctx.Queue()
         p = ctx.Process(target=_rss_child, args=(dataclasses.asdict(c), c.final_size, q))
         p.start()
-        out = q.get(timeout=600)
-        p.join()
+        p.join(timeout=600)
+        if p.exitcode != 0 or q.empty():
+            raise RuntimeError(f"memory probe for batch {bs} failed (exit code {p.exitcode})")
+        out = q.get()
         rows.append({"batch_size": bs, **out})
     return rows
 
@@ -179,7 +189,7 @@ def fd_budget(cfg: GanConfig, paths: list[Path], budget: int, fn: FeatureFn) -> 
             if st.fd_lite is not None:
                 fds.append((st.step, st.fd_lite))
 
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         with tempfile.TemporaryDirectory() as tmp:
             res = train(c, paths, Path(tmp), on_step=on_step, device="cpu", fd_features=fn)
         rows.append(
@@ -187,16 +197,25 @@ def fd_budget(cfg: GanConfig, paths: list[Path], budget: int, fn: FeatureFn) -> 
                 "progressive": progressive,
                 "steps": res.steps_done,
                 "wall_s": time.perf_counter() - t0,
+                "main_cpu_s": time.process_time() - c0,  # includes the FD-Lite feature passes
                 "fd_lite_end": res.last_fd_lite,
                 "fd_lite_over_time": fds,
                 "final_resolution": res.history[-1]["resolution"],
+                # Encoder inversion progress: latent reconstruction MSE early vs late in the run.
+                "enc_latent_first20": _mean(res.history[:20], "enc_latent"),
+                "enc_latent_last20": _mean(res.history[-20:], "enc_latent"),
+                "enc_image_last20": _mean(res.history[-20:], "enc_image"),
             }
         )
     return rows
 
 
+def _mean(rows: list[dict[str, Any]], key: str) -> float:
+    return float(np.mean([r[key] for r in rows if key in r])) if rows else float("nan")
+
+
 def real_vs_real_fd(paths: list[Path], size: int, n: int, fn: FeatureFn) -> float:
-    """FD-Lite between two disjoint sets of real photos at `size`: the floor a perfect generator would reach."""
+    """FD-Lite between two disjoint sets of real photos at `size`: what a perfect generator would reach."""
     ds = make_dataset(paths, size, augment=False)
     rng = np.random.default_rng(0)
     idx = rng.permutation(len(ds))[: 2 * n]
@@ -230,7 +249,7 @@ def main(argv: list[str] | None = None) -> None:
     smoke = PRESETS["cpu-smoke"]
     paths = _photos()
     out: dict[str, Any] = {
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}",
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
         "date": time.strftime("%Y-%m-%d"),
         "dataset": f"houses ({len(paths)} photos)",
         "preset": "cpu-smoke",
@@ -253,8 +272,9 @@ def main(argv: list[str] | None = None) -> None:
         _print_table("GPU peak memory per batch size (gpu-128 at 128 px)", out["memory_gpu"])
     if not args.skip_fd:
         name, fn = effnet_features()
-        fd_cfg = dataclasses.replace(smoke, fd_samples=args.fd_samples, num_workers=1)
-        budget = args.budget_steps or 350
+        # 40 steps per phase: 4 -> 32 px in 280 steps, small enough for < 10 min on 2 idle cores.
+        fd_cfg = dataclasses.replace(smoke, steps_per_phase=40, fd_samples=args.fd_samples, num_workers=1)
+        budget = args.budget_steps or total_steps(fd_cfg)
         out["fd_features"] = name
         out["fd_real_vs_real"] = real_vs_real_fd(paths, smoke.final_size, fd_cfg.fd_samples, fn)
         out["fd_budget"] = fd_budget(fd_cfg, paths, budget, fn)

@@ -58,6 +58,7 @@ class Row:
     cpu_p99_ms: float = math.nan
     recall_at_10: float = math.nan
     rss_bytes_per_vec: float = math.nan
+    spread: float = 1.0  # data difficulty: noise norm relative to the cluster centre
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -70,23 +71,25 @@ class Row:
 
 
 def clustered_unit_vectors(
-    n: int, dim: int, seed: int, per_cluster: int = 100
+    n: int, dim: int, seed: int, spread: float = 1.0, per_cluster: int = 100
 ) -> tuple[np.ndarray, np.ndarray]:
     """(n, dim) float32 unit vectors around n/per_cluster random centres; also returns the centres."""
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((max(8, n // per_cluster), dim), dtype=np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    return sample_around(centres, n, rng), centres
+    return sample_around(centres, n, rng, spread), centres
 
 
-def sample_around(centres: np.ndarray, n: int, rng: np.random.Generator, chunk: int = 100_000) -> np.ndarray:
-    """Points at cosine ~0.7 to a random centre (noise of norm ~1), generated in chunks to cap memory."""
+def sample_around(
+    centres: np.ndarray, n: int, rng: np.random.Generator, spread: float = 1.0, chunk: int = 100_000
+) -> np.ndarray:
+    """Points at cosine 1/sqrt(1 + spread^2) to a random centre (0.71 for spread 1), built in chunks."""
     dim = centres.shape[1]
     out = np.empty((n, dim), dtype=np.float32)
     for start in range(0, n, chunk):
         m = min(chunk, n - start)
         x = centres[rng.integers(0, len(centres), m)]
-        x = x + rng.standard_normal((m, dim), dtype=np.float32) / np.float32(math.sqrt(dim))
+        x = x + rng.standard_normal((m, dim), dtype=np.float32) * np.float32(spread / math.sqrt(dim))
         out[start : start + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
     return out
 
@@ -144,7 +147,7 @@ def wrapper_row(kind: str, ids: np.ndarray, x: np.ndarray, cfg: IndexConfig) -> 
     """Build through VectorIndex with a forced kind; the row has build time and memory."""
     rss0 = rss_bytes()
     index, wall, cpu = timed(lambda: _add(VectorIndex(cfg, kind), ids, x))
-    row = Row(len(ids), cfg.dim, kind, "wrapper", params_of(kind, cfg), wall, cpu)
+    row = Row(len(ids), cfg.dim, kind, "wrapper", params_of(kind, cfg), build_s=wall, build_cpu_s=cpu)
     row.rss_bytes_per_vec = (rss_bytes() - rss0) / len(ids)
     return index, row
 
@@ -212,16 +215,17 @@ def ivfpq_rows(x: np.ndarray, ctx: dict[str, Any]) -> list[Row]:
         for nprobe in args.nprobe:
             index.nprobe = nprobe
             (lat,) = latencies([lambda q, index=index: index.search(q, ctx["k"])[1]], ctx["queries"])
-            row = Row(n, dim, "ivfpq", "bare", f"nlist={nlist} m={m}x8bit nprobe={nprobe}", wall, cpu, bpv)
+            params = f"nlist={nlist} m={m}x8bit nprobe={nprobe}"
+            row = Row(n, dim, "ivfpq", "bare", params, build_s=wall, build_cpu_s=cpu, bytes_per_vec=bpv)
             rows.append(row.set_lat(lat, ctx["truth_labels"]))
     return rows
 
 
 def bench_size(n: int, args: argparse.Namespace) -> list[Row]:
     """All rows for one database size."""
-    x, centres = clustered_unit_vectors(n, args.dim, seed=n)
+    x, centres = clustered_unit_vectors(n, args.dim, seed=n, spread=args.spread)
     ids = np.arange(1, n + 1, dtype=np.int64) * 7  # non-contiguous ids like real primary keys after deletes
-    queries = sample_around(centres, args.queries, np.random.default_rng(123))
+    queries = sample_around(centres, args.queries, np.random.default_rng(123), args.spread)
     cfg = IndexConfig(
         dim=args.dim, hnsw_m=args.hnsw_m, ef_construction=args.ef_construction, ef_search=args.ef
     )
@@ -238,6 +242,8 @@ def bench_size(n: int, args: argparse.Namespace) -> list[Row]:
             rows += compare(kind, ids, x, cfg, ctx)
     if "ivfpq" in args.kinds:
         rows += ivfpq_rows(x, ctx)
+    for row in rows:
+        row.spread = args.spread
     return rows
 
 
@@ -258,24 +264,38 @@ def memory_at_dim(dim: int, n: int, args: argparse.Namespace) -> list[Row]:
 def overhead(rows: list[Row], row: Row, attr: str) -> float:
     """Wrapper latency / bare latency for the same size, kind and parameters."""
     for bare in rows:
-        same = (bare.size, bare.dim, bare.kind, bare.params) == (row.size, row.dim, row.kind, row.params)
+        same = (bare.size, bare.dim, bare.kind, bare.params, bare.spread) == (
+            row.size, row.dim, row.kind, row.params, row.spread
+        )  # fmt: skip
         if row.impl == "wrapper" and bare.impl == "bare" and same:
             return float(getattr(row, attr) / getattr(bare, attr))
     return math.nan
 
 
+_COLUMNS = [  # (header, Row attribute, format)
+    ("size", "size", ">8"),
+    ("dim", "dim", ">5"),
+    ("sprd", "spread", ">4.1f"),
+    ("kind", "kind", "<6"),
+    ("impl", "impl", "<8"),
+    ("params", "params", "<30"),
+    ("build_s", "build_s", ">8.2f"),
+    ("cpu_s", "build_cpu_s", ">7.2f"),
+    ("B/vec", "bytes_per_vec", ">6.0f"),
+    ("cpu50ms", "cpu_p50_ms", ">8.3f"),
+    ("cpu99ms", "cpu_p99_ms", ">8.3f"),
+    ("wall50", "p50_ms", ">7.3f"),
+    ("wall99", "p99_ms", ">7.3f"),
+    ("R@10", "recall_at_10", ">6.3f"),
+]
+
+
 def print_table(rows: list[Row]) -> None:
-    print(
-        f"{'size':>8} {'dim':>5} {'kind':<6} {'impl':<8} {'params':<30} {'build_s':>8} {'cpu_s':>7} "
-        f"{'B/vec':>6} {'cpu50ms':>8} {'cpu99ms':>8} {'wall50':>7} {'wall99':>7} {'R@10':>6} {'ovh':>5}"
-    )
+    """Aligned table; ovh = wrapper / bare CPU p50 for the same size, kind and parameters."""
+    print(" ".join(f"{h:{f.split('.')[0]}}" for h, _, f in _COLUMNS), f"{'ovh':>5}")
     for r in rows:
-        ovh = overhead(rows, r, "cpu_p50_ms")
-        print(
-            f"{r.size:>8} {r.dim:>5} {r.kind:<6} {r.impl:<8} {r.params:<30} {r.build_s:>8.2f} "
-            f"{r.build_cpu_s:>7.2f} {r.bytes_per_vec:>6.0f} {r.cpu_p50_ms:>8.3f} {r.cpu_p99_ms:>8.3f} "
-            f"{r.p50_ms:>7.3f} {r.p99_ms:>7.3f} {r.recall_at_10:>6.3f} {ovh:>5.2f}"
-        )
+        cells = " ".join(f"{getattr(r, a):{f}}" for _, a, f in _COLUMNS)
+        print(cells, f"{overhead(rows, r, 'cpu_p50_ms'):>5.2f}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -284,6 +304,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sizes", type=ints, default=[10_000, 100_000])
     p.add_argument("--dim", type=int, default=256)
     p.add_argument("--queries", type=int, default=200)
+    p.add_argument("--spread", type=float, default=1.0, help="cluster noise; larger = harder for ANN")
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--kinds", type=lambda s: s.split(","), default=["flat", "hnsw", "ivfpq"])
     p.add_argument("--hnsw-m", type=int, default=IndexConfig.hnsw_m)
@@ -312,9 +333,9 @@ def main(argv: list[str] | None = None) -> None:
     for dim in args.mem_dims:
         rows += memory_at_dim(dim, 10_000, args)
     if args.merge and args.out.exists():
-        done = {(r.size, r.dim, r.kind) for r in rows}
+        done = {(r.size, r.dim, r.kind, r.spread) for r in rows}
         old = [Row(**r) for r in json.loads(args.out.read_text())["rows"]]
-        rows = [r for r in old if (r.size, r.dim, r.kind) not in done] + rows
+        rows = [r for r in old if (r.size, r.dim, r.kind, r.spread) not in done] + rows
     print_table(rows)
     write_json(args, rows, time.perf_counter() - t0)
 

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from search.ml.hashing import dhash, hamming, phash, pixel_sha256
 from search.ml.localmatch import LocalConfig, LocalFeatures, Verification, extract_local, verify
@@ -28,7 +28,6 @@ class PhotoRecord:
 
     key: str
     embedding: np.ndarray  # (D,) float32, unit norm
-    embedding_mirror: np.ndarray  # (D,) of the mirrored photo
     sha256: str
     phash: int
     dhash: int
@@ -54,7 +53,7 @@ def save_record(namespace: str, rec: PhotoRecord) -> None:
     }
     local = np.frombuffer(rec.features.to_bytes(), dtype=np.uint8)
     tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, emb=rec.embedding, emb_m=rec.embedding_mirror, local=local, meta=np.array(json.dumps(meta)))
+    np.savez(tmp, emb=rec.embedding, local=local, meta=np.array(json.dumps(meta)))
     tmp.replace(path)
 
 
@@ -69,7 +68,6 @@ def load_record(namespace: str, key: str) -> PhotoRecord | None:
         return PhotoRecord(
             meta["key"],
             z["emb"],
-            z["emb_m"],
             meta["sha256"],
             meta["phash"],
             meta["dhash"],
@@ -112,12 +110,10 @@ def compute_records(
         images = [loader() for _, loader in chunk]
         assert embed is not None
         emb = embed(images)
-        emb_m = embed([ImageOps.mirror(img) for img in images])
-        for (key, _), img, e, em in zip(chunk, images, emb, emb_m, strict=True):
+        for (key, _), img, e in zip(chunk, images, emb, strict=True):
             rec = PhotoRecord(
                 key,
                 e,
-                em,
                 pixel_sha256(img),
                 phash(img),
                 dhash(img),
@@ -178,21 +174,21 @@ class Collection:
         self.matrix = np.stack([r.embedding for r in records]).astype(np.float32)  # (N, D)
 
     def shortlist(self, q: PhotoRecord, k: int, exclude: Iterable[int] = ()) -> list[tuple[int, float]]:
-        """Top-k ids by the better of the photo's and its mirror's cosine."""
-        scores = np.maximum(self.matrix @ q.embedding, self.matrix @ q.embedding_mirror)  # (N,)
+        """Top-k ids by cosine (the GeM embedding is nearly mirror-invariant: no separate mirror query)."""
+        scores = self.matrix @ q.embedding  # (N,)
         for i in exclude:
             scores[i] = -np.inf
         top = np.argsort(-scores)[:k]
         return [(int(i), float(scores[i])) for i in top]
 
     def candidates(
-        self, q: PhotoRecord, k: int, cfg: LocalConfig, exclude: Iterable[int] = ()
+        self, q: PhotoRecord, k: int, cfg: LocalConfig, exclude: Iterable[int] = (), mirror_k: int = 10
     ) -> list[CandidateRow]:
-        """Global shortlist of k, each verified locally; exact-pixel copies are always included."""
+        """Global shortlist of k, each verified locally (mirrored query tried for the first mirror_k)."""
         rows = []
         for rank, (i, score) in enumerate(self.shortlist(q, k, exclude)):
             rec = self.records[i]
-            v = verify(q.features, rec.features, cfg)
+            v = verify(q.features, rec.features, cfg, mirror=None if rank < mirror_k else False)
             rows.append(
                 CandidateRow(
                     q.key, i, score, rank, q.sha256 == rec.sha256, hamming(q.phash, rec.phash), asdict(v)

@@ -157,9 +157,7 @@ def print_report(report: dict[str, Any]) -> None:
     line = f"{'ALL':28s} {o['n']:4d} {o['recall@1']:8.3f} {o['level_recall']:8.3f} {o['shortlist']:7.3f}"
     line += "".join(f" {idd[n]['recall']:9.3f} {idd[n]['recall@1']:10.3f}" for n in names)
     print(line)
-    print(
-        f"\n'edited' level precision: ours {test['level_precision']:.4f} over {test['level_pairs']} pairs"
-    )
+    print(f"\n'edited' level precision: ours {test['level_precision']:.4f} over {test['level_pairs']} pairs")
     for n in names:
         print(f"  {n} pair precision {idd[n]['pair_precision']:.4f} over {idd[n]['pairs']} pairs")
     print(f"negative queries flagged: {test['negative_queries_flagged']}/{test['negative_queries']}")

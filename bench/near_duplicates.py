@@ -13,6 +13,7 @@ group and a match to any member counts as correct. Reference: houses dataset of 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import random
 import sys
@@ -65,18 +66,23 @@ def house_paths(data_dir: Path) -> list[Path]:
     return sorted(paths, key=lambda p: (int(p.stem.split("_")[0]), p.stem.split("_")[1]))
 
 
+def house_halves(paths: list[Path], rng: random.Random) -> dict[str, set[int]]:
+    """House numbers of the calibration and test halves (the rng is the split seed's)."""
+    houses = sorted({int(p.stem.split("_")[0]) for p in paths})
+    rng.shuffle(houses)
+    return {"calib": set(houses[: len(houses) // 2]), "test": set(houses[len(houses) // 2 :])}
+
+
 def make_splits(paths: list[Path], groups: list[int], args: argparse.Namespace) -> list[Split]:
     """Calibration and test splits over disjoint houses, with balanced edit kinds per split."""
     rng = random.Random(args.seed)
-    houses = sorted({int(p.stem.split("_")[0]) for p in paths})
-    rng.shuffle(houses)
-    halves = {"calib": set(houses[: len(houses) // 2]), "test": set(houses[len(houses) // 2 :])}
+    halves = house_halves(paths, rng)
     kinds = list(EDITS)
     splits = []
     for name, members in halves.items():
         sources = [i for i, p in enumerate(paths) if int(p.stem.split("_")[0]) in members]
         rng.shuffle(sources)
-        sources = sources[: args.originals]
+        sources = sources[: args.originals if name == "test" else args.calib_originals]
         absent = frozenset(sources[: max(1, round(len(sources) * args.absent_share))])
         cycle: list[str] = []
         queries = []
@@ -121,7 +127,7 @@ def candidate_rows(
     collection: Collection, split: Split, records: list[PhotoRecord], k: int, tag: str
 ) -> Path:
     """Verify each copy's global top-k; rows are appended to a JSON-lines cache so runs resume."""
-    path = CACHE / f"nd_rows_{tag}_{split.name}_k{k}.jsonl"
+    path = CACHE / f"nd_rows_{verify_tag()}_{split.name}_k{k}.jsonl"
     done = {row.query for row in load_rows(path)}
     todo = [r for r in records if r.key not in done]
     progress = Progress(f"{split.name} verification")
@@ -135,15 +141,22 @@ def candidate_rows(
 
 
 def config_tag() -> str:
-    """Cache namespace for the current encoder + local feature settings."""
+    """Cache namespace for the current encoder + local feature extraction settings."""
     return f"lite0_s{CFG.max_side}_n{CFG.n_features}"
+
+
+def verify_tag() -> str:
+    """Cache namespace for verification rows: extraction plus matching settings."""
+    digest = hashlib.sha1(repr(CFG).encode(), usedforsecurity=False).hexdigest()[:8]
+    return f"{config_tag()}_v{digest}"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--originals", type=int, default=400, help="sources per split (max 400)")
+    parser.add_argument("--originals", type=int, default=400, help="test sources (max 400)")
+    parser.add_argument("--calib-originals", type=int, default=150, help="calibration sources (max 400)")
     parser.add_argument("--edits-per-original", type=int, default=9)
     parser.add_argument("--absent-share", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)

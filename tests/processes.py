@@ -19,7 +19,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent  # the venv running pytest also holds celery and daphne
 _CLAIM_PREFIX = "flatsite:test-redis-db:"
-_CLAIM_TTL_S = 1800
+_CLAIM_TTL_S = 3 * 3600  # a crashed run's claim expires; a live run never lasts this long
 
 
 class ProcessFailed(RuntimeError):
@@ -166,7 +166,7 @@ def service_env(*, redis_url: str, data_dir: Path, **extra: str) -> dict[str, st
 
 
 def celery_worker(
-    env: dict[str, str], log_dir: Path, *, name: str = "worker", timeout: float = 60, wait: bool = True
+    env: dict[str, str], log_dir: Path, *, name: str = "worker", timeout: float = 120, wait: bool = True
 ) -> Service:
     """Start `celery worker` on the default and gpu queues and (unless wait=False) wait until it consumes."""
     node = f"{name}-{uuid.uuid4().hex[:8]}@%h"
@@ -180,12 +180,12 @@ def celery_worker(
     return service
 
 
-def worker_ready(service: Service, timeout: float = 60) -> None:
+def worker_ready(service: Service, timeout: float = 120) -> None:
     """Wait until a worker started with wait=False consumes from its queues."""
     _await_ready(service, lambda: " ready." in service.log(), timeout)
 
 
-def daphne_server(env: dict[str, str], log_dir: Path, *, name: str = "web", timeout: float = 60) -> Service:
+def daphne_server(env: dict[str, str], log_dir: Path, *, name: str = "web", timeout: float = 180) -> Service:
     """Start daphne with flatsite.asgi on a free loopback port; extra['url'] is its base URL."""
     argv = [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", "0", "flatsite.asgi:application"]
     service = _spawn(name, argv, env, log_dir)
@@ -206,7 +206,8 @@ def _http_ok(url: str) -> bool:
     import urllib.request
 
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:
+        # Generous: the first request imports the URLconf, and with it torch.
+        with urllib.request.urlopen(url, timeout=30) as response:
             return bool(response.status == 200)
     except OSError:
         return False

@@ -5,7 +5,8 @@ import tempfile
 
 os.environ.setdefault("CHANNEL_BACKEND", "memory")
 os.environ.setdefault("FLATSITE_ALLOW_DEV_KEY", "1")
-os.environ.setdefault("FLATSITE_DATA_DIR", tempfile.mkdtemp(prefix="flatsite-test-"))
+# Always a fresh folder: concurrent runs must not share a SQLite test database or media.
+os.environ["FLATSITE_DATA_DIR"] = tempfile.mkdtemp(prefix="flatsite-test-")
 
 from flatsite.settings import *  # noqa: F403
 

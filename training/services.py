@@ -68,16 +68,19 @@ def _publish(run_id: int) -> None:
 
 def run_start(
     *, preset: str, data: dict[str, Any], user: Any = None, steps: int | None = None, name: str = "",
-    enqueue: bool = True,
+    options: dict[str, Any] | None = None, enqueue: bool = True,
 ) -> TrainingRun:  # fmt: skip
-    """Create a run from a preset and queue its training job (enqueue=False: the caller runs it inline)."""
+    """Create a run from a preset (options: other GanConfig fields) and queue its job unless inline."""
     try:
         chosen = presets.run_preset(preset)
     except KeyError as exc:
         raise ValidationError(str(exc.args[0])) from exc
     if steps is not None and steps < 1:
         raise ValidationError("steps must be at least 1")
-    cfg = chosen.config(data=data, **({"total_steps": steps} if steps else {}))
+    try:
+        cfg = chosen.config(**(options or {}), data=data, **({"total_steps": steps} if steps else {}))
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"invalid training options: {exc}") from exc
     with transaction.atomic():
         run = TrainingRun.objects.create(
             name=name[:100], preset=preset, config=config_to_dict(cfg), data=data, created_by=user,

@@ -8,126 +8,37 @@ one (robust z > `outlier_z`). `noise_reassign="none"` keeps HDBSCAN's raw noise 
 
 from __future__ import annotations
 
-import io
-import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass, field, fields
 
 import hdbscan
 import numpy as np
 
 from search.ml import cluster_ops as ops
+from search.ml.cluster_model import Assignment, ClusterConfig, ClusterModel, config_from_dict, config_to_dict
+
+__all__ = [
+    "Assignment",
+    "ClusterConfig",
+    "ClusterModel",
+    "ClusterResult",
+    "FitCancelled",
+    "assign_clusters",
+    "assign_full",
+    "config_from_dict",
+    "config_to_dict",
+    "fit_clusters",
+]
 
 StageCallback = Callable[[str, float], None]
 StopCallback = Callable[[], bool]
-MODEL_FORMAT = 1
 _ASSIGN_CHUNK = 50_000
 
 
 class FitCancelled(RuntimeError):
     """Raised by fit_clusters when should_stop() returns True."""
-
-
-@dataclass(frozen=True)
-class ClusterConfig:
-    """Parameters of one clustering run (stored with the run)."""
-
-    pca_dim: int = 50  # <= 0: no PCA
-    umap_dim: int = 5
-    umap_neighbors: int = 15
-    umap_min_dist: float = 0.0
-    umap_epochs: int | None = None  # None: umap's default (500 below 10k points, else 200)
-    min_cluster_size: int = 20
-    min_samples: int | None = None
-    cluster_selection_epsilon: float = 0.0
-    cluster_selection_method: str = "eom"
-    map_dim: int = 2
-    map_min_dist: float = 0.1
-    seed: int = 0
-    fit_sample: int | None = 50_000  # fit on a seeded sample of this size, assign the rest
-    noise_reassign: str = "knn"  # "knn" | "none"
-    reassign_neighbors: int = 10
-    outlier_neighbors: int = 10
-    outlier_z: float | None = 3.5  # None: never force outliers to noise
-    transform_epochs: int = 100
-
-
-def config_to_dict(cfg: ClusterConfig) -> dict[str, Any]:
-    """Plain JSON-able dict of a config."""
-    return asdict(cfg)
-
-
-def config_from_dict(data: dict[str, Any]) -> ClusterConfig:
-    """Config from a dict; unknown keys are ignored so old runs keep loading."""
-    known = {f.name for f in fields(ClusterConfig)}
-    return ClusterConfig(**{k: v for k, v in data.items() if k in known})
-
-
-@dataclass
-class ClusterModel:
-    """Everything needed to place new photos later; arrays only, saved as .npz without pickle."""
-
-    config: ClusterConfig
-    pca_mean: np.ndarray  # (D,)
-    pca_components: np.ndarray  # (P, D); (0, D) = no PCA
-    fit_reduced: np.ndarray  # (M, P) PCA features of the fitted points
-    fit_embedding: np.ndarray  # (M, umap_dim)
-    fit_map: np.ndarray  # (M, map_dim)
-    fit_labels: np.ndarray  # (M,) final labels, -1 = noise
-    fit_probabilities: np.ndarray  # (M,)
-    umap_ab: np.ndarray  # (2,) UMAP curve parameters of the clustering embedding
-    map_ab: np.ndarray  # (2,) same for the map
-    outlier_stats: np.ndarray  # (2,) centre, scale of log k-NN distance in PCA space
-    centres: np.ndarray  # (K, P)
-    centre_scales: np.ndarray  # (K,)
-
-    @property
-    def n_clusters(self) -> int:
-        """Number of clusters (labels 0..K-1)."""
-        return len(self.centres)
-
-    def to_bytes(self) -> bytes:
-        """Serialise to .npz bytes (no pickle)."""
-        arrays = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "config"}
-        buf = io.BytesIO()
-        header = json.dumps({"format": MODEL_FORMAT, "config": config_to_dict(self.config)})
-        np.savez_compressed(buf, header=np.array(header), **arrays)
-        return buf.getvalue()
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> ClusterModel:
-        """Load from to_bytes() output; refuses pickled objects."""
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            header = json.loads(str(npz["header"]))
-            if header["format"] != MODEL_FORMAT:
-                raise ValueError(f"unsupported cluster model format {header['format']}")
-            arrays = {f.name: npz[f.name] for f in fields(cls) if f.name != "config"}
-        return cls(config=config_from_dict(header["config"]), **arrays)
-
-    def save(self, path: Path) -> None:
-        """Write the model to `path` (exact name, no suffix added)."""
-        Path(path).write_bytes(self.to_bytes())
-
-    @classmethod
-    def load(cls, path: Path) -> ClusterModel:
-        """Read a model written by save()."""
-        return cls.from_bytes(Path(path).read_bytes())
-
-
-@dataclass
-class Assignment:
-    """Placement of photos into a fitted model."""
-
-    labels: np.ndarray  # (N,) int64, -1 = noise
-    probabilities: np.ndarray  # (N,) float32
-    map_xy: np.ndarray  # (N, map_dim) float32
-    embedding: np.ndarray  # (N, umap_dim) float32
-    outlier_scores: np.ndarray  # (N,) float32 in [0, 1)
-    centrality: np.ndarray  # (N,) float32 in [0, 1]
 
 
 @dataclass
@@ -280,6 +191,29 @@ def _fit_model(
     return model, raw, kth
 
 
+def _fitted_assignment(model: ClusterModel, kth: np.ndarray) -> Assignment:
+    """The fit points' own placement, in the same form as assigned points."""
+    return Assignment(
+        labels=model.fit_labels,
+        probabilities=model.fit_probabilities,
+        map_xy=model.fit_map,
+        embedding=model.fit_embedding,
+        outlier_scores=ops.outlier_score(kth, float(model.outlier_stats[0])),
+        centrality=ops.centrality(model.fit_reduced, model.fit_labels, model.centres, model.centre_scales),
+    )
+
+
+def _scatter(n: int, parts: list[tuple[np.ndarray, Assignment]]) -> Assignment:
+    """Combine assignments of disjoint row sets into one aligned with all n rows."""
+    merged = {}
+    for f in fields(Assignment):
+        first = getattr(parts[0][1], f.name)
+        merged[f.name] = np.zeros((n, *first.shape[1:]), dtype=first.dtype)
+        for rows, part in parts:
+            merged[f.name][rows] = getattr(part, f.name)
+    return Assignment(**merged)
+
+
 def fit_clusters(
     features: np.ndarray,
     cfg: ClusterConfig,
@@ -289,46 +223,34 @@ def fit_clusters(
 ) -> ClusterResult:
     """Cluster (N, D) features; on_stage(stage, fraction) reports pca, umap, hdbscan, map and assign."""
     _check_input(features, cfg)
-    total, total_cpu = time.perf_counter(), time.process_time()
+    start, start_cpu = time.perf_counter(), time.process_time()
     progress = _Progress(on_stage, should_stop, {})
-    fit_idx = _sample(len(features), cfg)
-    x_fit = np.asarray(features[fit_idx], dtype=np.float32)
-    model, raw, kth = _fit_model(x_fit, cfg, progress)
-    n = len(features)
+    n, fit_idx = len(features), _sample(len(features), cfg)
+    model, raw, kth = _fit_model(np.asarray(features[fit_idx], dtype=np.float32), cfg, progress)
+    parts = [(fit_idx, _fitted_assignment(model, kth))]
     in_fit = np.zeros(n, dtype=bool)
     in_fit[fit_idx] = True
     rest = np.flatnonzero(~in_fit)
-    labels = np.full(n, -1, dtype=np.int64)
-    probs, scores, cent = (np.zeros(n, dtype=np.float32) for _ in range(3))
-    map_xy = np.zeros((n, model.fit_map.shape[1]), dtype=np.float32)
-    labels[fit_idx], probs[fit_idx], map_xy[fit_idx] = (
-        model.fit_labels,
-        model.fit_probabilities,
-        model.fit_map,
-    )
-    scores[fit_idx] = ops.outlier_score(kth, float(model.outlier_stats[0]))
-    cent[fit_idx] = ops.centrality(model.fit_reduced, model.fit_labels, model.centres, model.centre_scales)
     if len(rest):
         with progress.stage("assign"):
-            done = _assign(model, features, rest, progress)
-        labels[rest], probs[rest], map_xy[rest] = done.labels, done.probabilities, done.map_xy
-        scores[rest], cent[rest] = done.outlier_scores, done.centrality
+            parts.append((rest, _assign(model, features, rest, progress)))
+    full = _scatter(n, parts)
     raw_noise = np.zeros(n, dtype=bool)
     raw_noise[fit_idx] = raw < 0
-    progress.timings["total"] = time.perf_counter() - total
-    progress.timings["total_cpu"] = time.process_time() - total_cpu
+    progress.timings["total"] = time.perf_counter() - start
+    progress.timings["total_cpu"] = time.process_time() - start_cpu
     stats = {
         "n_clusters": float(model.n_clusters),
-        "noise_share": float(np.mean(labels < 0)),
-        "raw_noise_share": float(np.mean(raw < 0)),
+        "noise_share": float(np.mean(full.labels < 0)),
+        "raw_noise_share": float(np.mean(raw < 0)),  # of the points HDBSCAN saw
         "fit_points": float(len(fit_idx)),
     }
     return ClusterResult(
-        labels=labels,
-        probabilities=probs,
-        outlier_scores=scores,
-        map_xy=map_xy,
-        centrality=cent,
+        labels=full.labels,
+        probabilities=full.probabilities,
+        outlier_scores=full.outlier_scores,
+        map_xy=full.map_xy,
+        centrality=full.centrality,
         model=model,
         timings=progress.timings,
         raw_noise=raw_noise,
@@ -350,7 +272,8 @@ def _assign_chunk(model: ClusterModel, x: np.ndarray, seed: int) -> Assignment:
         map_xy = ops.umap_transform(*knn_u, model.fit_map, map_ab, cfg.transform_epochs, seed)
     else:
         map_xy = np.zeros((len(x), 0), dtype=np.float32)
-    voters = np.flatnonzero(model.fit_labels >= 0) if cfg.noise_reassign == "knn" else np.arange(len(emb))
+    # "knn" policy: new photos vote among clustered fit points only; "none": noise can win the vote
+    voters = np.flatnonzero(model.fit_labels >= 0) if cfg.noise_reassign == "knn" else np.array([], int)
     voters = voters if len(voters) else np.arange(len(model.fit_labels))
     vidx, vdist = ops.knn_search(model.fit_embedding[voters], emb, cfg.reassign_neighbors)
     labels, probs = ops.knn_vote(model.fit_labels[voters][vidx], vdist, model.fit_probabilities[voters][vidx])

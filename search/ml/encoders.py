@@ -46,10 +46,10 @@ EFFNET_SPECS: dict[str, EffNetSpec] = {
 
 @dataclass(frozen=True)
 class EncoderOptions:
-    """Choices measured in bench/extract.py --variants; the defaults are the chosen ones."""
+    """Preprocessing/pooling choices; defaults chosen with bench/extract_variants.py (see bench/README.md)."""
 
     resize: ResizeMode = "squash"
-    pooling: Pooling = "gem"
+    pooling: Pooling = "avg"
     gem_p: float = 3.0
     normalisation: Literal["tf", "imagenet"] = "tf"  # effnet only; torchvision models always use ImageNet
 

@@ -23,7 +23,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -274,18 +274,18 @@ class IndexStore:
         finally:
             os.close(fd)  # releases the flock, also when the holder is killed
 
-    def prune(self, keep: int = 3, tmp_max_age_s: float = 3600.0) -> list[int]:
-        """Keep the newest ``keep`` valid versions; delete older, damaged and orphaned ones (returned)."""
+    def prune(self, keep: int = 3, tmp_max_age_s: float = 3600.0, protect: Iterable[int] = ()) -> list[int]:
+        """Keep the newest ``keep`` valid versions and ``protect``; delete the rest (returned) and orphans."""
         if keep < 1:
             raise ValueError("keep must be >= 1")
         with self._write_lock():
-            deleted = self._prune_versions(keep)
+            deleted = self._prune_versions(keep, set(protect))
             self._prune_tmp(tmp_max_age_s)
         if deleted:
             _fsync_dir(self.root)
         return deleted
 
-    def _prune_versions(self, keep: int) -> list[int]:
+    def _prune_versions(self, keep: int, protect: set[int]) -> list[int]:
         listed = {i.version: i for i in self.versions()}
         kept: list[int] = []
         for version in sorted(listed, reverse=True):  # verify newest first, only until `keep` are good
@@ -295,7 +295,7 @@ class IndexStore:
                 kept.append(version)
         if not kept:
             return []  # nothing verifies: leave the evidence alone, the caller rebuilds from the database
-        deleted = [v for v in self._numbers() if v not in kept]
+        deleted = [v for v in self._numbers() if v not in kept and v not in protect]
         for version in deleted:  # older than kept, damaged, or orphan .idx without manifest (crash leftovers)
             self._manifest_path(version).unlink(missing_ok=True)  # manifest first: never a dangling listing
             self._idx_path(version).unlink(missing_ok=True)

@@ -40,12 +40,15 @@ class LocalConfig:
     ransac_iters: int = 2000
     confidence: float = 0.999
     min_matches: int = 8
+    min_matches_epipolar: int = 20
     mutual: bool = True
     try_mirror: bool = True
-    # A straight (unmirrored) match with at least this many affine inliers is final: skip the mirror pass.
+    # A straight (unmirrored) match with this many affine inliers, explaining this share of the matches,
+    # is an edited copy already: skip the mirror pass.
     mirror_skip_inliers: int = 40
+    mirror_skip_ratio: float = 0.8
     # Verify with only the strongest features of each side (0 = all): matching cost grows with the square.
-    verify_features: int = 0
+    verify_features: int = 500
 
     def geometry(self) -> GeometryConfig:
         """The RANSAC part of this config."""
@@ -55,6 +58,7 @@ class LocalConfig:
             ransac_iters=self.ransac_iters,
             confidence=self.confidence,
             min_matches=self.min_matches,
+            min_matches_epipolar=self.min_matches_epipolar,
         )
 
 
@@ -166,15 +170,20 @@ def match_descriptors(
         empty = np.zeros(0, np.intp)
         return empty, empty
     sims = q @ c.T  # (Nq, Nc) cosine similarity
-    top2 = np.argpartition(-sims, 1, axis=1)[:, :2]  # (Nq, 2), unordered
     rows = np.arange(len(q))
-    s_a, s_b = sims[rows, top2[:, 0]], sims[rows, top2[:, 1]]
-    best = np.where(s_a >= s_b, top2[:, 0], top2[:, 1])
-    d1 = np.sqrt(np.maximum(2.0 - 2.0 * np.maximum(s_a, s_b), 0.0))
-    d2 = np.sqrt(np.maximum(2.0 - 2.0 * np.minimum(s_a, s_b), 0.0))
+    # Two row-wise passes instead of argpartition: several times faster on these small matrices.
+    best = sims.argmax(axis=1)
+    s1 = sims[rows, best]
+    sims[rows, best] = -np.inf
+    s2 = sims.max(axis=1)
+    sims[rows, best] = s1
+    d1 = np.sqrt(np.maximum(2.0 - 2.0 * s1, 0.0))
+    d2 = np.sqrt(np.maximum(2.0 - 2.0 * s2, 0.0))
     keep = d1 < ratio * d2
-    if mutual:
-        keep &= np.argmax(sims, axis=0)[best] == rows
+    if mutual and keep.any():
+        # Column argmax only for the columns that survived the ratio test.
+        kept = np.flatnonzero(keep)
+        keep[kept] = sims[:, best[kept]].argmax(axis=0) == kept
     return rows[keep], best[keep]
 
 
@@ -228,7 +237,10 @@ def verify(
     b_desc = root_sift(b.descriptors)
     straight = _verify_oriented(a, root_sift(a.descriptors), b, b_desc, cfg, mirrored=False)
     try_mirror = cfg.try_mirror if mirror is None else mirror
-    if not try_mirror or straight.affine_inliers >= cfg.mirror_skip_inliers:
+    settled = straight.affine_inliers >= max(
+        cfg.mirror_skip_inliers, cfg.mirror_skip_ratio * straight.matches
+    )
+    if not try_mirror or settled:
         return straight
     flipped = a.mirrored()
     flipped_result = _verify_oriented(flipped, root_sift(flipped.descriptors), b, b_desc, cfg, mirrored=True)

@@ -20,6 +20,10 @@ class GeometryConfig:
     min_matches: int = 8
     # The simplest model whose inlier count reaches this share of the best count is reported.
     prefer_simple: float = 0.9
+    # Homography / fundamental fits only run with this many matches (fewer can never reach the same-room
+    # thresholds) and not when the affine fit already explains this share of the matches.
+    min_matches_epipolar: int = 20
+    affine_explains: float = 0.9
 
 
 @dataclass
@@ -121,11 +125,14 @@ def fit_models(
     if len(qp) < cfg.min_matches:
         return ev
     qp, cp = qp.astype(np.float32), cp.astype(np.float32)
-    masks = {
-        "affine": _affine_evidence(qp, cp, q_all, cfg, ev),
-        "homography": _fit_homography(qp, cp, cfg),
-        "fundamental": _fit_fundamental(qp, cp, cfg),
-    }
+    masks = {"affine": _affine_evidence(qp, cp, q_all, cfg, ev)}
+    explained = ev.affine_inliers >= cfg.affine_explains * len(qp)
+    if len(qp) >= cfg.min_matches_epipolar and not explained:
+        masks["homography"] = _fit_homography(qp, cp, cfg)
+        masks["fundamental"] = _fit_fundamental(qp, cp, cfg)
+    else:
+        # Not fitted: an affine map is also a homography and satisfies some fundamental matrix.
+        masks["homography"] = masks["fundamental"] = masks["affine"]
     ev.homography_inliers = int(masks["homography"].sum())
     ev.fundamental_inliers = int(masks["fundamental"].sum())
     best = max(int(m.sum()) for m in masks.values())

@@ -58,8 +58,10 @@ class LevelThresholds:
     same_room_min_global: float = 0.3
     # Similar look: global cosine floor.
     similar_min_score: float = 0.55
-    # How many global neighbours (of the photo and of its mirror) get local verification.
+    # How many global neighbours get local verification, and how many of those also try the mirrored query
+    # (the global embedding is nearly mirror-invariant, so a mirrored copy's original ranks near the top).
     verify_top_k: int = 30
+    verify_mirror_top_k: int = 10
 
     def to_dict(self) -> dict[str, int | float]:
         """Plain dict for Django settings / JSON."""
@@ -172,11 +174,17 @@ class StoredEvidence:
 
 
 def _candidate(
-    ident: int, score: float, q: QueryEvidence, s: StoredEvidence, cfg: LocalConfig | None, do_verify: bool
+    ident: int,
+    score: float,
+    q: QueryEvidence,
+    s: StoredEvidence,
+    cfg: LocalConfig | None,
+    rank: int,
+    t: LevelThresholds,
 ) -> Candidate:
     v = None
-    if do_verify and q.features is not None and s.features is not None:
-        v = verify(q.features, s.features, cfg)
+    if rank < t.verify_top_k and q.features is not None and s.features is not None:
+        v = verify(q.features, s.features, cfg, mirror=None if rank < t.verify_mirror_top_k else False)
     dist = None if s.phash is None else int(bin((q.phash ^ s.phash) & ((1 << 64) - 1)).count("1"))
     return Candidate(ident, score, q.sha256 == s.sha256, dist, v)
 
@@ -197,7 +205,7 @@ def match_shortlist(
         evidence = stored(ident)
         if evidence is None:
             continue
-        cand = _candidate(ident, shortlist.get(ident, 0.0), query, evidence, cfg, rank < t.verify_top_k)
+        cand = _candidate(ident, shortlist.get(ident, 0.0), query, evidence, cfg, rank, t)
         found = classify(cand, t)
         if found is not None:
             matches.append(found)

@@ -49,6 +49,10 @@ def _record(
     )
 
 
+def _photos(n: int) -> str:
+    return f"{n} photo" if n == 1 else f"{n} photos"
+
+
 def _cluster_snapshot(*clusters: Cluster) -> list[list[Any]]:
     return [[c.pk, c.name, c.state, c.merged_into_id] for c in clusters]
 
@@ -101,7 +105,7 @@ def clusters_merge(target_id: int, source_ids: list[int], *, user: Any) -> Moder
             source.save(update_fields=["state", "merged_into", "updated_at"])
         moved = len(undo["memberships"])
         names = ", ".join(s.display_name for s in sources)
-        text = f"Merged {names} into {target.display_name} ({moved} photos)"
+        text = f"Merged {names} into {target.display_name} ({_photos(moved)})"
         payload = {"cluster": target.pk, "sources": sources_wanted, "photos": moved}
         return _record(run, user, Kind.MERGE, text, payload, undo)
 
@@ -117,7 +121,7 @@ def photos_split(run_id: int, photo_ids: list[int], *, user: Any, name: str = ""
         cluster.save(update_fields=["key"])
         undo = _retarget(run, photo_ids, cluster, user)
         undo["created_clusters"] = [cluster.pk]
-        text = f"Split {len(undo['memberships'])} photos off into new cluster {cluster.display_name}"
+        text = f"Split {_photos(len(undo['memberships']))} off into new cluster {cluster.display_name}"
         payload = {"cluster": cluster.pk, "name": name, "photos": sorted(set(photo_ids))}
         action = _record(run, user, Kind.SPLIT, text, payload, undo)
         _link_decisions(undo, action)
@@ -132,7 +136,7 @@ def photos_move(run_id: int, photo_ids: list[int], target_id: int, *, user: Any)
             raise ValidationError("that cluster belongs to another run")
         _require_members(run, photo_ids)
         undo = _retarget(run, photo_ids, target, user)
-        text = f"Moved {len(undo['memberships'])} photos into {target.display_name}"
+        text = f"Moved {_photos(len(undo['memberships']))} into {target.display_name}"
         payload = {"cluster": target.pk, "photos": sorted(set(photo_ids))}
         action = _record(run, user, Kind.MOVE, text, payload, undo)
         _link_decisions(undo, action)
@@ -145,7 +149,7 @@ def photos_mark_noise(run_id: int, photo_ids: list[int], *, user: Any) -> Modera
         run = _run_locked(run_id)
         _require_members(run, photo_ids)
         undo = _retarget(run, photo_ids, None, user)
-        text = f"Marked {len(undo['memberships'])} photos as noise"
+        text = f"Marked {_photos(len(undo['memberships']))} as noise"
         action = _record(run, user, Kind.NOISE_PHOTOS, text, {"photos": sorted(set(photo_ids))}, undo)
         _link_decisions(undo, action)
         return action
@@ -162,7 +166,7 @@ def cluster_mark_noise(cluster_id: int, *, user: Any) -> ModeratorAction:
         undo["clusters"] = _cluster_snapshot(cluster)
         cluster.state = Cluster.State.NOISE
         cluster.save(update_fields=["state", "updated_at"])
-        text = f"Marked {cluster.display_name} ({len(photo_ids)} photos) as noise"
+        text = f"Marked {cluster.display_name} ({_photos(len(photo_ids))}) as noise"
         action = _record(
             run, user, Kind.NOISE_CLUSTER, text, {"cluster": cluster.pk, "photos": len(photo_ids)}, undo
         )

@@ -54,8 +54,10 @@ def decision_constraints(run: ClusteringRun) -> Constraints:
     """Active decisions as constraints: the latest must-link of a photo wins; must-links follow merges."""
     aliases = merge_aliases(run)
     constraints = Constraints()
+    # Keys are cluster ids, unique across encoders: only this encoder's clusters concern this run.
+    keys = Cluster.objects.filter(run__encoder=run.encoder).values("key")
     rows = (
-        ClusterDecision.objects.filter(active=True)
+        ClusterDecision.objects.filter(active=True, cluster_key__in=keys)
         .order_by("id")
         .values_list("photo_id", "kind", "cluster_key")
     )

@@ -60,8 +60,10 @@
       animation: false,
       legend: { type: "scroll", orient: "vertical", right: 0, top: 40, bottom: 10 },
       grid: { left: 30, right: 190, top: 40, bottom: 30 },
-      xAxis: { type: "value", scale: true, axisLabel: { show: false }, splitLine: { show: false } },
-      yAxis: { type: "value", scale: true, axisLabel: { show: false }, splitLine: { show: false } },
+      xAxis: { type: "value", scale: true, axisLabel: { show: false }, axisLine: { show: false },
+               axisTick: { show: false }, splitLine: { show: false } },
+      yAxis: { type: "value", scale: true, axisLabel: { show: false }, axisLine: { show: false },
+               axisTick: { show: false }, splitLine: { show: false } },
       tooltip: {
         trigger: "item",
         formatter: function (p) {

@@ -46,7 +46,7 @@
     return out;
   }
 
-  function lineChart(el, yName) {
+  function lineChart(el) {
     if (!el || !window.echarts) { return null; }
     var chart = window.echarts.init(el);
     chart.setOption({
@@ -55,7 +55,7 @@
       legend: { top: 0 },
       tooltip: { trigger: "axis" },
       xAxis: { type: "value", name: "step", nameLocation: "middle", nameGap: 24, min: 0 },
-      yAxis: { type: "value", name: yName, scale: true },
+      yAxis: { type: "value", scale: true },
       series: []
     });
     window.addEventListener("resize", function () { chart.resize(); });
@@ -128,8 +128,8 @@
 
   document.querySelectorAll("[data-run-page]").forEach(function (root) {
     var charts = {
-      losses: lineChart(root.querySelector('[data-chart="losses"]'), "loss"),
-      fd: lineChart(root.querySelector('[data-chart="fd"]'), "FD-Lite")
+      losses: lineChart(root.querySelector('[data-chart="losses"]')),
+      fd: lineChart(root.querySelector('[data-chart="fd"]'))
     };
     var initial = document.getElementById("run-snapshot");
     if (initial) { drawRun(root, charts, JSON.parse(initial.textContent)); }

@@ -67,7 +67,7 @@ def chromium_page(**context_options: Any) -> Iterator[Any]:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         try:
             context = browser.new_context(**context_options)
-            context.set_default_timeout(30_000)
+            context.set_default_timeout(60_000)
             yield context.new_page()
         finally:
             browser.close()

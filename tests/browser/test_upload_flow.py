@@ -16,7 +16,7 @@ from tests import images
 from tests.browser.conftest import chromium_page
 from tests.processes import ROOT
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.timeout(420)]
 
 PASSWORD = "correct-horse-battery-7"
 SCREENSHOT = ROOT / "docs" / "screenshots" / "upload.png"

@@ -21,7 +21,7 @@ from tests.conftest import upload
 from tests.factories import ListingFactory, UserFactory
 from tests.processes import Service, wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
 
 HEARTBEAT_TIMEOUT_S = 4  # small, so the reconciler may take over a killed worker's job quickly
 # Feature extraction, queued after each ingest job, moves processed photos on to "indexed".
@@ -102,7 +102,9 @@ class TestWithAWorker:
             assert (Path(settings.MEDIA_ROOT) / photo.image_path).is_file()
             assert (Path(settings.MEDIA_ROOT) / photo.thumb_path).is_file()
         # The ingest job queued feature extraction; the same worker runs it to the end.
-        extract = Job.objects.get(kind=Job.Kind.EXTRACT)
+        extract = wait_until(
+            lambda: Job.objects.filter(kind=Job.Kind.EXTRACT).first(), timeout=10, what="the extract job"
+        )
         assert _final(extract.pk, worker, timeout=90).status == Job.Status.SUCCEEDED, extract.error
         assert set(Photo.objects.filter(job=job).values_list("status", flat=True)) == {Photo.Status.INDEXED}
 

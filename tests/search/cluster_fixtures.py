@@ -37,7 +37,12 @@ def blob_vectors(centre: np.ndarray, count: int, seed: int) -> np.ndarray:
 
 
 def photos_with_features(
-    listing: Listing, vectors: np.ndarray, *, prefix: str = "room", thumbs: bool = False, encoder: str | None = None
+    listing: Listing,
+    vectors: np.ndarray,
+    *,
+    prefix: str = "room",
+    thumbs: bool = False,
+    encoder: str | None = None,
 ) -> list[Photo]:
     """Processed photos with one stored feature each (and small real thumbnails when thumbs=True)."""
     encoder = encoder or settings.FLATSITE_CLUSTER_ENCODER
@@ -60,16 +65,22 @@ def photos_with_features(
             data = images.jpeg(n, (180, 130), quality=70)
             for rel in (photo.image_path, photo.thumb_path):
                 storage.write_atomic(Path(storage.media_path(rel)), data)
-        Feature.objects.create(photo=photo, encoder=encoder, dim=len(vector), data=vector.astype(np.float32).tobytes())
+        Feature.objects.create(
+            photo=photo, encoder=encoder, dim=len(vector), data=vector.astype(np.float32).tobytes()
+        )
         photos.append(photo)
     return photos
 
 
-def blob_photos(listing: Listing, sizes: tuple[int, ...], seed: int = 0, thumbs: bool = False) -> list[list[Photo]]:
+def blob_photos(
+    listing: Listing, sizes: tuple[int, ...], seed: int = 0, thumbs: bool = False
+) -> list[list[Photo]]:
     """One list of photos per blob."""
     centres = blob_centres(len(sizes), seed)
     return [
-        photos_with_features(listing, blob_vectors(centres[k], n, seed + 10 + k), prefix=f"blob{k}", thumbs=thumbs)
+        photos_with_features(
+            listing, blob_vectors(centres[k], n, seed + 10 + k), prefix=f"blob{k}", thumbs=thumbs
+        )
         for k, n in enumerate(sizes)
     ]
 

@@ -28,7 +28,9 @@ def _state(run: ClusteringRun) -> tuple[Any, ...]:
     """Everything an undo must restore."""
     members = sorted(run.memberships.values_list("photo_id", "cluster_id", "probability", "source"))
     clusters = sorted(Cluster.objects.filter(run=run).values_list("id", "name", "state", "merged_into_id"))
-    decisions = sorted(ClusterDecision.objects.filter(active=True).values_list("photo_id", "kind", "cluster_key"))
+    decisions = sorted(
+        ClusterDecision.objects.filter(active=True).values_list("photo_id", "kind", "cluster_key")
+    )
     return members, clusters, decisions
 
 
@@ -52,7 +54,7 @@ def test_approve_and_withdraw(world: dict[str, Any], moderator: Any) -> None:
 
 
 def test_merge_moves_all_photos_and_undo_restores_them(world: dict[str, Any], moderator: Any) -> None:
-    run, (a, b, c) = world["run"], world["clusters"]
+    run, (a, b, _c) = world["run"], world["clusters"]
     before = _state(run)
     n_b = Membership.objects.filter(run=run, cluster=b).count()
     n_a = Membership.objects.filter(run=run, cluster=a).count()
@@ -65,14 +67,18 @@ def test_merge_moves_all_photos_and_undo_restores_them(world: dict[str, Any], mo
     assert _state(run) == before
 
 
-def test_split_creates_a_cluster_with_must_links_and_undo_removes_it(world: dict[str, Any], moderator: Any) -> None:
+def test_split_creates_a_cluster_with_must_links_and_undo_removes_it(
+    world: dict[str, Any], moderator: Any
+) -> None:
     run, blob = world["run"], world["blobs"][0]
     picked = [p.pk for p in blob[:5]]
     before = _state(run)
     action = actions.photos_split(run.pk, picked, user=moderator, name="Pantry")
     new = Cluster.objects.get(pk=action.payload["cluster"])
     assert (new.name, new.key, new.label) == ("Pantry", new.pk, None)
-    assert set(Membership.objects.filter(run=run, cluster=new).values_list("photo_id", flat=True)) == set(picked)
+    assert set(Membership.objects.filter(run=run, cluster=new).values_list("photo_id", flat=True)) == set(
+        picked
+    )
     must = ClusterDecision.objects.filter(active=True, kind="must_link", cluster_key=new.key)
     assert set(must.values_list("photo_id", flat=True)) == set(picked)
     assert set(must.values_list("action", flat=True)) == {action.pk}
@@ -99,11 +105,13 @@ def test_move_records_must_and_cannot_links(world: dict[str, Any], moderator: An
 
 
 def test_marking_photos_and_a_cluster_as_noise(world: dict[str, Any], moderator: Any) -> None:
-    run, (a, b, c) = world["run"], world["clusters"]
+    run, (a, _b, c) = world["run"], world["clusters"]
     photo = world["blobs"][0][0]
     actions.photos_mark_noise(run.pk, [photo.pk], user=moderator)
     assert Membership.objects.get(run=run, photo=photo).cluster_id is None
-    assert ClusterDecision.objects.filter(active=True, photo=photo, kind="cannot_link", cluster_key=a.key).exists()
+    assert ClusterDecision.objects.filter(
+        active=True, photo=photo, kind="cannot_link", cluster_key=a.key
+    ).exists()
     members = list(Membership.objects.filter(run=run, cluster=c).values_list("photo_id", flat=True))
     actions.cluster_mark_noise(c.pk, user=moderator)
     c.refresh_from_db()
@@ -120,7 +128,7 @@ def test_undo_goes_back_one_action_at_a_time_and_is_recorded(world: dict[str, An
     after_name = _state(run)
     actions.photos_move(run.pk, [world["blobs"][0][1].pk], b.pk, user=moderator)
     first = actions.action_undo_last(run.pk, user=moderator)
-    assert _state(run) == after_name and first.description.startswith("Undid: Moved 1 photos")
+    assert _state(run) == after_name and first.description.startswith("Undid: Moved 1 photo")
     actions.action_undo_last(run.pk, user=moderator)
     assert _state(run) == start
     with pytest.raises(ValidationError, match="nothing to undo"):

@@ -8,7 +8,13 @@ import pytest
 
 from search.models import Cluster, ClusteringRun, Membership
 from search.services import cluster_actions as actions
-from tests.search.cluster_fixtures import blob_centres, blob_photos, blob_vectors, photos_with_features, run_inline
+from tests.search.cluster_fixtures import (
+    blob_centres,
+    blob_photos,
+    blob_vectors,
+    photos_with_features,
+    run_inline,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -29,13 +35,19 @@ def _where(run: ClusteringRun, photo: Any) -> Membership:
     return Membership.objects.select_related("cluster").get(run=run, photo=photo)
 
 
-def test_names_and_approval_carry_over_to_the_matching_new_cluster(world: dict[str, Any], moderator: Any) -> None:
-    a, b, c = world["clusters"]
+def test_names_and_approval_carry_over_to_the_matching_new_cluster(
+    world: dict[str, Any], moderator: Any
+) -> None:
+    a, b, _c = world["clusters"]
     actions.cluster_name(a.pk, "Kitchen", user=moderator)
     actions.cluster_approve(a.pk, user=moderator)
     actions.cluster_name(b.pk, "Bathroom", user=moderator)
     new = _rerun()
-    for blob, name, state in ((0, "Kitchen", "approved"), (1, "Bathroom", "unreviewed"), (2, "", "unreviewed")):
+    for blob, name, state in (
+        (0, "Kitchen", "approved"),
+        (1, "Bathroom", "unreviewed"),
+        (2, "", "unreviewed"),
+    ):
         cluster = _where(new, world["blobs"][blob][5]).cluster
         assert cluster is not None and cluster.run_id == new.pk
         assert (cluster.name, cluster.state) == (name, state)
@@ -48,9 +60,11 @@ def test_names_and_approval_carry_over_to_the_matching_new_cluster(world: dict[s
 
 
 def test_a_moved_photo_stays_moved_after_reclustering(world: dict[str, Any], moderator: Any) -> None:
-    a, b, _ = world["clusters"]
+    _a, b, _ = world["clusters"]
     photo = world["blobs"][0][2]
-    actions.photos_move(world["run"].pk, [photo.pk], b.pk, user=moderator)  # b unnamed: the move alone keeps it
+    actions.photos_move(
+        world["run"].pk, [photo.pk], b.pk, user=moderator
+    )  # b unnamed: the move alone keeps it
     new = _rerun()
     member = _where(new, photo)
     assert member.cluster is not None and member.cluster.key == b.key
@@ -81,7 +95,7 @@ def test_decisions_keep_holding_over_several_runs(world: dict[str, Any], moderat
 
 
 def test_an_undone_move_does_not_carry_over(world: dict[str, Any], moderator: Any) -> None:
-    a, b, _ = world["clusters"]
+    _a, b, _ = world["clusters"]
     photo = world["blobs"][0][2]
     actions.photos_move(world["run"].pk, [photo.pk], b.pk, user=moderator)
     actions.action_undo_last(world["run"].pk, user=moderator)
@@ -104,7 +118,9 @@ def test_merged_named_clusters_that_split_again_are_reported_as_a_conflict(
     assert Cluster.objects.filter(run=new, name="Living room").count() == 1
 
 
-def test_a_named_cluster_whose_photos_are_gone_is_reported_lost(world: dict[str, Any], moderator: Any) -> None:
+def test_a_named_cluster_whose_photos_are_gone_is_reported_lost(
+    world: dict[str, Any], moderator: Any
+) -> None:
     c = world["clusters"][2]
     actions.cluster_name(c.pk, "Garage", user=moderator)
     for photo in world["blobs"][2]:

@@ -26,24 +26,33 @@ def world(listing: Any) -> dict[str, Any]:
 
 
 def test_a_named_cluster_becomes_the_room_tag_of_its_photos(world: dict[str, Any], moderator: Any) -> None:
-    kitchen, other = world["clusters"]
+    kitchen, _other = world["clusters"]
     actions.cluster_name(kitchen.pk, "Kitchen", user=moderator)
     photos = [p.pk for blob in world["blobs"] for p in blob]
     tags = sel.photo_room_tags(photos)
-    kitchen_photos = set(Membership.objects.filter(run=world["run"], cluster=kitchen).values_list("photo_id", flat=True))
+    kitchen_photos = set(
+        Membership.objects.filter(run=world["run"], cluster=kitchen).values_list("photo_id", flat=True)
+    )
     assert set(tags) == kitchen_photos and set(tags.values()) == {"kitchen"}
     assert sel.room_tags() == {"kitchen": len(kitchen_photos)}
     assert set(sel.photo_ids_with_room_tag("KITCHEN")) == kitchen_photos
     assert list(sel.photo_ids_with_room_tag("garden")) == []
 
 
-def test_copies_carry_the_tag_of_the_photo_holding_their_pixels(world: dict[str, Any], moderator: Any) -> None:
+def test_copies_carry_the_tag_of_the_photo_holding_their_pixels(
+    world: dict[str, Any], moderator: Any
+) -> None:
     kitchen = world["clusters"][0]
     actions.cluster_name(kitchen.pk, "Kitchen", user=moderator)
     original = world["blobs"][0][3]
     copy = Photo.objects.create(
-        listing=original.listing, uploader=original.uploader, original_name="copy.jpg", sha256_bytes="c" * 64,
-        status=Photo.Status.DUPLICATE, duplicate_of=original, image_path=original.image_path,
+        listing=original.listing,
+        uploader=original.uploader,
+        original_name="copy.jpg",
+        sha256_bytes="c" * 64,
+        status=Photo.Status.DUPLICATE,
+        duplicate_of=original,
+        image_path=original.image_path,
     )
     assert sel.photo_room_tags([copy.pk]) == {copy.pk: "kitchen"}
     assert copy.pk in set(sel.photo_ids_with_room_tag("kitchen"))
@@ -69,9 +78,9 @@ def test_cluster_rows_give_sizes_and_most_central_members(world: dict[str, Any])
     for row in rows:
         assert len(row.representatives) == sel.REPRESENTATIVES
         central = list(
-            Membership.objects.filter(cluster=row.cluster).order_by("-centrality", "photo_id").values_list(
-                "photo_id", flat=True
-            )[: sel.REPRESENTATIVES]
+            Membership.objects.filter(cluster=row.cluster)
+            .order_by("-centrality", "photo_id")
+            .values_list("photo_id", flat=True)[: sel.REPRESENTATIVES]
         )
         assert row.representatives == central
         assert 0.0 <= row.noise_share <= 1.0
@@ -108,8 +117,15 @@ def test_cluster_command_inline_json_prints_params_summary_and_assignments(listi
 def test_cluster_command_plain_output_and_bad_params(listing: Any) -> None:
     blob_photos(listing, (18, 18), seed=42)
     out = StringIO()
-    call_command("cluster", "--inline", "--param", f"pca_dim={SMALL_PARAMS['pca_dim']}", "--min-cluster-size", "5",
-                 stdout=out)
+    call_command(
+        "cluster",
+        "--inline",
+        "--param",
+        f"pca_dim={SMALL_PARAMS['pca_dim']}",
+        "--min-cluster-size",
+        "5",
+        stdout=out,
+    )
     assert "2 clusters" in out.getvalue()
     with pytest.raises(CommandError, match="unknown clustering parameters"):
         call_command("cluster", "--inline", "--param", "nope=1", stdout=StringIO())

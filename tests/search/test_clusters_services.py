@@ -1,4 +1,4 @@
-"""Clustering jobs: runs with clusters, memberships and map; progress per stage; current run; provisional placement."""
+"""Clustering jobs: stored runs, per-stage progress, the current run, provisional placement of late photos."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def test_clustering_job_stores_run_with_clusters_memberships_and_map(listing: An
     assert (run.photo_count, run.cluster_count) == (75, 3)
     assert run.memberships.count() == 75
     for blob in blobs:  # each blob is one cluster
-        (cluster_id, n), = _cluster_of(run, blob).most_common(1)
+        ((cluster_id, n),) = _cluster_of(run, blob).most_common(1)
         assert cluster_id is not None and n >= len(blob) - 1
     xy = np.array(list(run.memberships.values_list("x", "y")))
     assert xy.std(0).min() > 0.1  # a real 2-D layout, not a placeholder
@@ -60,7 +60,9 @@ def test_job_progress_names_each_stage_in_order(listing: Any, monkeypatch: pytes
     monkeypatch.setattr(jobs, "job_progress", spy)
     assert run_inline().status == Job.Status.SUCCEEDED
     messages = [m for _, m in seen]
-    order = [clusters.STAGE_TEXT[s] for s in ("features", "pca", "umap", "hdbscan", "map", "carry_over", "save")]
+    order = [
+        clusters.STAGE_TEXT[s] for s in ("features", "pca", "umap", "hdbscan", "map", "carry_over", "save")
+    ]
     positions = [next(i for i, m in enumerate(messages) if m.startswith(text)) for text in order]
     assert positions == sorted(positions)
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)  # the bar only moves forward
@@ -171,7 +173,9 @@ def test_photos_featured_while_the_run_was_fitting_are_placed_when_it_finishes(
     late: list[Any] = []
 
     def arrive_meanwhile(*args: Any) -> Any:
-        late.extend(photos_with_features(listing, blob_vectors(blob_centres(2, 6)[0], 3, seed=7), prefix="late"))
+        late.extend(
+            photos_with_features(listing, blob_vectors(blob_centres(2, 6)[0], 3, seed=7), prefix="late")
+        )
         return real(*args)
 
     monkeypatch.setattr(clusters.cluster_carry, "carry_from", arrive_meanwhile)

@@ -163,6 +163,15 @@ def test_fit_sample_clusters_a_sample_and_assigns_the_rest(blobs) -> None:
     assert (result.labels[~inliers] == -1).all()
 
 
+def test_raw_noise_policy_keeps_hdbscan_labels_and_still_assigns(blobs) -> None:
+    cfg = ClusterConfig(min_cluster_size=15, umap_epochs=200, noise_reassign="none", outlier_z=None)
+    result = fit_clusters(blobs.x, cfg)
+    assert np.array_equal(result.labels < 0, result.raw_noise)
+    new, y = blob_points(blobs, 5, seed=3)
+    labels, _, _ = assign_clusters(result.model, new)
+    assert np.array_equal(labels, np.array([label_of_blob(result, blobs)[b] for b in y]))
+
+
 def test_config_round_trips_through_a_dict_and_ignores_unknown_keys() -> None:
     cfg = ClusterConfig(pca_dim=10, min_samples=5, fit_sample=None, outlier_z=None)
     assert config_from_dict({**config_to_dict(cfg), "removed_option": 1}) == cfg

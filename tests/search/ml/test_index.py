@@ -285,9 +285,9 @@ def test_prune_keeps_newest_valid_versions_and_drops_damage(tmp_path: Path) -> N
     (tmp_path / "v00000005.idx").write_bytes(b"junk")  # damaged newest
     (tmp_path / "v00000009.idx").write_bytes(b"orphan")  # crash between index and manifest rename
     (tmp_path / ".v-1-dead.idx.tmp").write_bytes(b"partial")
-    deleted = store.prune(keep=2, tmp_max_age_s=0.0)
-    assert deleted == [1, 2, 5, 9]
-    assert [v.version for v in store.versions()] == [3, 4]
+    deleted = store.prune(keep=2, tmp_max_age_s=0.0, protect=[1])  # e.g. a version the database pins
+    assert deleted == [2, 5, 9]
+    assert [v.version for v in store.versions()] == [1, 3, 4]
     assert not list(tmp_path.glob(".*.tmp"))
     assert store.load()[1].version == 4
 

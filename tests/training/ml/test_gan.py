@@ -223,7 +223,7 @@ def test_dataset_gives_rgb_squares_in_unit_range_with_seeded_augmentation(photo_
     ds = make_dataset(photo_paths, 16, augment=True)
     x = ds.load(0, seed=1)
     assert x.shape == (3, 16, 16) and x.dtype == torch.float32
-    assert -1.0 <= x.min().item() and x.max().item() <= 1.0
+    assert x.min().item() >= -1.0 and x.max().item() <= 1.0
     torch.testing.assert_close(ds.load(0, seed=1), x)
     variants = {tuple(ds.load(0, seed=s).flatten().tolist()) for s in range(12)}
     assert len(variants) > 1  # crops/flips differ between seeds

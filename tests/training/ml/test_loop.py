@@ -30,7 +30,9 @@ def _assert_same_weights(a: Path, b: Path) -> None:
     wa, wb = _weights(a), _weights(b)
     for net in wa:
         for name in wa[net]:
-            torch.testing.assert_close(wa[net][name], wb[net][name], rtol=1e-5, atol=1e-6, msg=f"{net}.{name}")
+            torch.testing.assert_close(
+                wa[net][name], wb[net][name], rtol=1e-5, atol=1e-6, msg=f"{net}.{name}"
+            )
 
 
 def test_train_reports_every_step_with_growing_resolution(
@@ -87,7 +89,9 @@ def test_resumed_run_ends_with_same_weights_as_uninterrupted_run(
     cfg = dataclasses.replace(tiny_cfg, total_steps=8, checkpoint_every=100)  # crosses the 4 -> 8 growth
     straight = train(cfg, photo_paths, tmp_path / "a", device="cpu")
     done: list[StepStats] = []
-    first = train(cfg, photo_paths, tmp_path / "b", on_step=_collect(done), should_stop=lambda: len(done) >= 4)
+    first = train(
+        cfg, photo_paths, tmp_path / "b", on_step=_collect(done), should_stop=lambda: len(done) >= 4
+    )
     assert first.stopped and first.last_checkpoint is not None
     rest: list[StepStats] = []
     resumed = train(cfg, photo_paths, tmp_path / "b", resume=first.last_checkpoint, on_step=_collect(rest))
@@ -120,7 +124,9 @@ def test_resume_refuses_config_that_changes_the_model(
     first = train(dataclasses.replace(tiny_cfg, total_steps=2), photo_paths, tmp_path)
     assert first.last_checkpoint is not None
     with pytest.raises(ValueError, match="latent_dim"):
-        train(dataclasses.replace(tiny_cfg, latent_dim=32), photo_paths, tmp_path, resume=first.last_checkpoint)
+        train(
+            dataclasses.replace(tiny_cfg, latent_dim=32), photo_paths, tmp_path, resume=first.last_checkpoint
+        )
 
 
 def _colour_features(x: torch.Tensor) -> np.ndarray:

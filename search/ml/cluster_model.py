@@ -1,0 +1,111 @@
+"""Stored state of a clustering run: its config and the fitted model (arrays only, .npz without pickle)."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MODEL_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Parameters of one clustering run (stored with the run)."""
+
+    pca_dim: int = 50  # <= 0: no PCA
+    umap_dim: int = 5
+    umap_neighbors: int = 15
+    umap_min_dist: float = 0.0
+    umap_epochs: int | None = None  # None: umap's default (500 below 10k points, else 200)
+    min_cluster_size: int = 20
+    min_samples: int | None = None
+    cluster_selection_epsilon: float = 0.0
+    cluster_selection_method: str = "eom"
+    map_dim: int = 2
+    map_min_dist: float = 0.1
+    seed: int = 0
+    fit_sample: int | None = 50_000  # fit on a seeded sample of this size, assign the rest
+    noise_reassign: str = "knn"  # "knn" | "none"
+    reassign_neighbors: int = 10
+    outlier_neighbors: int = 10
+    outlier_z: float | None = 3.5  # None: never force outliers to noise
+    transform_epochs: int = 100
+
+
+def config_to_dict(cfg: ClusterConfig) -> dict[str, Any]:
+    """Plain JSON-able dict of a config."""
+    return asdict(cfg)
+
+
+def config_from_dict(data: dict[str, Any]) -> ClusterConfig:
+    """Config from a dict; unknown keys are ignored so old runs keep loading."""
+    known = {f.name for f in fields(ClusterConfig)}
+    return ClusterConfig(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class ClusterModel:
+    """Everything needed to place new photos later; arrays only, saved as .npz without pickle."""
+
+    config: ClusterConfig
+    pca_mean: np.ndarray  # (D,)
+    pca_components: np.ndarray  # (P, D); (0, D) = no PCA
+    fit_reduced: np.ndarray  # (M, P) PCA features of the fitted points
+    fit_embedding: np.ndarray  # (M, umap_dim)
+    fit_map: np.ndarray  # (M, map_dim)
+    fit_labels: np.ndarray  # (M,) final labels, -1 = noise
+    fit_probabilities: np.ndarray  # (M,)
+    umap_ab: np.ndarray  # (2,) UMAP curve parameters of the clustering embedding
+    map_ab: np.ndarray  # (2,) same for the map
+    outlier_stats: np.ndarray  # (2,) centre, scale of log k-NN distance in PCA space
+    centres: np.ndarray  # (K, P)
+    centre_scales: np.ndarray  # (K,)
+
+    @property
+    def n_clusters(self) -> int:
+        """Number of clusters (labels 0..K-1)."""
+        return len(self.centres)
+
+    def to_bytes(self) -> bytes:
+        """Serialise to .npz bytes (no pickle)."""
+        arrays = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "config"}
+        buf = io.BytesIO()
+        header = json.dumps({"format": MODEL_FORMAT, "config": config_to_dict(self.config)})
+        np.savez_compressed(buf, header=np.array(header), **arrays)
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ClusterModel:
+        """Load from to_bytes() output; refuses pickled objects."""
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            header = json.loads(str(npz["header"]))
+            if header["format"] != MODEL_FORMAT:
+                raise ValueError(f"unsupported cluster model format {header['format']}")
+            arrays = {f.name: npz[f.name] for f in fields(cls) if f.name != "config"}
+        return cls(config=config_from_dict(header["config"]), **arrays)
+
+    def save(self, path: Path) -> None:
+        """Write the model to `path` (exact name, no suffix added)."""
+        Path(path).write_bytes(self.to_bytes())
+
+    @classmethod
+    def load(cls, path: Path) -> ClusterModel:
+        """Read a model written by save()."""
+        return cls.from_bytes(Path(path).read_bytes())
+
+
+@dataclass
+class Assignment:
+    """Placement of photos into a fitted model."""
+
+    labels: np.ndarray  # (N,) int64, -1 = noise
+    probabilities: np.ndarray  # (N,) float32
+    map_xy: np.ndarray  # (N, map_dim) float32
+    embedding: np.ndarray  # (N, umap_dim) float32
+    outlier_scores: np.ndarray  # (N,) float32 in [0, 1)
+    centrality: np.ndarray  # (N,) float32 in [0, 1]

@@ -1,0 +1,144 @@
+"""A moderator names the largest cluster and moves a photo out; an admin re-clusters; both decisions hold."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
+
+from search.models import Cluster, ClusteringRun, Job, Listing, Membership
+from search.services import accounts
+from tests.browser.conftest import chromium_page
+from tests.processes import ROOT
+from tests.search.cluster_fixtures import blob_photos, run_inline
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.timeout(300)]
+
+PASSWORD = "correct-horse-battery-7"
+BRUSH_ALL = """
+(() => {
+  const chart = window.clusterMap.chart;
+  const axis = (name) => chart.getModel().getComponent(name, 0).axis;
+  const [x, y] = [axis("xAxis"), axis("yAxis")];
+  chart.dispatchAction({type: "brush", areas: [{brushType: "rect", xAxisIndex: 0,
+    coordRange: [x.scale.getExtent(), y.scale.getExtent()]}]});
+})();
+"""
+
+
+def _users(settings: Any) -> None:
+    # The web process verifies with Django's default hashers, not the fast MD5 one of the test settings.
+    settings.PASSWORD_HASHERS = [f"{PBKDF2PasswordHasher.__module__}.{PBKDF2PasswordHasher.__name__}"]
+    accounts.roles_setup()
+    accounts.user_create(username="mona", password=PASSWORD, role="moderator")
+    accounts.user_create(username="ada", password=PASSWORD, role="admin")
+
+
+def _log_in(page: Any, base: str, username: str) -> None:
+    page.context.clear_cookies()
+    page.goto(f"{base}/accounts/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/")
+
+
+def _name_largest_and_move_one_out(page: Any, base: str) -> dict[str, str]:
+    """As the moderator: open the largest cluster, name it Kitchen, move its first photo elsewhere."""
+    page.click("nav >> text=Clusters")
+    page.wait_for_url(f"{base}/clusters/")
+    first = page.locator("[data-testid=cluster-list] tbody tr").first
+    largest_id = first.get_attribute("data-cluster")
+    first.locator("a.cluster-link").click()
+    page.wait_for_url(f"{base}/clusters/{largest_id}/")
+    assert page.locator("[data-testid=gallery] img").count() == int(
+        page.inner_text("[data-testid=member-count]")
+    )
+    page.fill("[data-testid=cluster-name]", "Kitchen")
+    page.click("[data-testid=save-name]")
+    page.wait_for_selector(".messages >> text=“Kitchen”")
+    assert "Kitchen" in page.inner_text("[data-testid=gallery-title]")
+    moved = page.locator("[data-testid=gallery] figure").first.get_attribute("data-photo")
+    page.check(f'figure[data-photo="{moved}"] input[type=checkbox]')
+    assert page.inner_text("[data-selected-count]") == "1 selected"
+    target = page.locator("[data-testid=move-target] option").nth(1)
+    target_id, target_text = target.get_attribute("value"), target.inner_text()
+    page.select_option("[data-testid=move-target]", target_id)
+    page.click("[data-testid=move]")
+    page.wait_for_selector(".messages >> text=Moved 1 photo into")
+    assert page.locator(f'[data-testid=gallery] figure[data-photo="{moved}"]').count() == 0
+    return {"cluster": largest_id, "photo": moved, "target": target_id, "target_text": target_text}
+
+
+def _rerun_as_admin(page: Any, base: str) -> str:
+    """As the admin: start a clustering run from the cluster page and watch its job to the end."""
+    page.goto(f"{base}/clusters/")
+    page.click("[data-testid=rerun]")
+    page.wait_for_url(re.compile(rf"{re.escape(base)}/jobs/\d+/"))
+    job_id = page.url.rstrip("/").rsplit("/", 1)[-1]
+    page.wait_for_selector('.job-progress[data-status="succeeded"]', timeout=240_000)
+    assert page.inner_text('.job-progress [data-field="percent"]') == "100%"
+    return job_id
+
+
+def _check_after_rerun(page: Any, base: str, before: dict[str, str]) -> None:
+    """As the moderator again: the new run's largest cluster is still Kitchen and the photo stays moved."""
+    page.goto(f"{base}/clusters/")
+    summary = page.inner_text("[data-testid=run-summary] summary")
+    assert "2 of 2 decided clusters kept their names" in summary, summary
+    kitchen = page.locator("[data-testid=cluster-list] a.cluster-link", has_text="Kitchen")
+    assert kitchen.count() == 1
+    kitchen.click()
+    page.wait_for_selector("[data-testid=gallery-title] >> text=Kitchen")
+    assert page.url != f"{base}/clusters/{before['cluster']}/"  # a cluster of the new run
+    assert page.locator(f'[data-testid=gallery] figure[data-photo="{before["photo"]}"]').count() == 0
+    page.goto(f"{base}/clusters/photos/{before['photo']}/")
+    placed = page.inner_text("[data-testid=photo-cluster]")
+    assert "Kitchen" not in placed and "noise" not in placed, placed
+    page.goto(f"{base}/clusters/map/")
+    page.wait_for_selector("[data-testid=cluster-map][data-ready]")
+    assert page.evaluate("window.clusterMap.points") == 52
+    # A box over the whole map (what dragging the box tool does) selects every photo for the actions.
+    page.evaluate(BRUSH_ALL)
+    page.wait_for_selector("[data-map-selection] [data-selected-count] >> text=52 selected")
+    assert len(page.input_value("[data-map-photos]").split(",")) == 52
+    (ROOT / "test-artifacts").mkdir(exist_ok=True)
+    page.screenshot(path=str(ROOT / "test-artifacts" / "cluster-map.png"), full_page=True)
+
+
+def test_name_and_move_survive_a_reclustering_started_by_an_admin(
+    chromium_ready: None, web: Any, start_worker: Any, settings: Any, process_logs: Path
+) -> None:
+    _users(settings)
+    owner = accounts.user_create(username="rita", password=PASSWORD, role="realtor")
+    listing = Listing.objects.create(title="Photo collection", owner=owner)
+    blob_photos(listing, (24, 16, 12), seed=61, thumbs=True)
+    first_run = ClusteringRun.objects.get(pk=run_inline().result["run"])
+    assert first_run.cluster_count == 3
+    start_worker("cluster-worker")
+    base = web.extra["url"]
+    with chromium_page(viewport={"width": 1200, "height": 900}) as page:
+        _log_in(page, base, "mona")
+        before = _name_largest_and_move_one_out(page, base)
+        _log_in(page, base, "ada")
+        job_id = _rerun_as_admin(page, base)
+        _log_in(page, base, "mona")
+        _check_after_rerun(page, base, before)
+        (ROOT / "test-artifacts").mkdir(exist_ok=True)
+        page.goto(f"{base}/clusters/")
+        page.screenshot(path=str(ROOT / "test-artifacts" / "clusters.png"), full_page=True)
+
+    job = Job.objects.get(pk=int(job_id))
+    assert job.status == Job.Status.SUCCEEDED and job.worker != "inline"
+    new_run = ClusteringRun.objects.get(is_current=True)
+    assert new_run.pk == job.result["run"] != first_run.pk
+    old_kitchen = Cluster.objects.get(pk=int(before["cluster"]))
+    new_kitchen = Cluster.objects.get(run=new_run, name="Kitchen")
+    assert new_kitchen.key == old_kitchen.key and new_kitchen.carried_from_id == old_kitchen.pk
+    target_key = Cluster.objects.get(pk=int(before["target"])).key
+    member = Membership.objects.select_related("cluster").get(run=new_run, photo_id=int(before["photo"]))
+    assert member.cluster is not None and member.cluster.key == target_key
+    assert member.source == Membership.Source.CONSTRAINT

@@ -1,0 +1,186 @@
+"""Match levels: classification at the threshold edges, ordering, serialisation, shortlist pipeline."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageOps
+
+from search.ml.hashing import phash, pixel_sha256
+from search.ml.localmatch import LocalConfig, Verification, extract_local
+from search.ml.matching import (
+    Candidate,
+    Level,
+    LevelThresholds,
+    Match,
+    QueryEvidence,
+    StoredEvidence,
+    classify,
+    match_shortlist,
+    merge_hits,
+    rank_matches,
+)
+
+T = LevelThresholds(
+    edited_min_inliers=20,
+    edited_min_inlier_ratio=0.5,
+    edited_min_coverage=0.3,
+    edited_max_residual=1.5,
+    edited_max_phash=4,
+    same_room_min_inliers=30,
+    same_room_min_inlier_ratio=0.3,
+    same_room_min_coverage=0.1,
+    same_room_min_global=0.3,
+    similar_min_score=0.6,
+)
+
+
+def _affine(
+    inliers: int = 100, matches: int = 120, coverage: float = 0.8, residual: float = 0.5
+) -> Verification:
+    return Verification(
+        inliers=inliers,
+        matches=matches,
+        inlier_ratio=inliers / matches,
+        model="affine",
+        mirrored=False,
+        coverage=coverage,
+        affine_inliers=inliers,
+        affine_residual=residual,
+        affine_coverage=coverage,
+    )
+
+
+def _epipolar(inliers: int = 60, matches: int = 100, coverage: float = 0.4) -> Verification:
+    return Verification(
+        inliers=inliers,
+        matches=matches,
+        inlier_ratio=inliers / matches,
+        model="fundamental",
+        mirrored=False,
+        coverage=coverage,
+        affine_inliers=8,
+        affine_residual=1.0,
+        affine_coverage=0.05,
+        fundamental_inliers=inliers,
+    )
+
+
+def _cand(
+    v: Verification | None = None, score: float = 0.7, equal: bool = False, ph: int | None = 30
+) -> Candidate:
+    return Candidate(id=1, global_score=score, pixel_equal=equal, phash_distance=ph, verification=v)
+
+
+def _level(c: Candidate) -> Level | None:
+    found = classify(c, T)
+    return None if found is None else found.level
+
+
+def test_equal_pixels_are_an_exact_copy_whatever_the_rest() -> None:
+    match = classify(_cand(None, score=0.1, equal=True), T)
+    assert match is not None
+    assert match.level == Level.EXACT
+    assert match.score == 1.0
+
+
+def test_edited_copy_at_the_inlier_edge() -> None:
+    assert _level(_cand(_affine(inliers=20, matches=40))) == Level.EDITED
+    assert _level(_cand(_affine(inliers=19, matches=38))) == Level.SIMILAR
+
+
+def test_edited_copy_needs_ratio_coverage_and_a_small_residual() -> None:
+    assert _level(_cand(_affine(inliers=20, matches=41))) == Level.SIMILAR
+    assert _level(_cand(_affine(coverage=0.3))) == Level.EDITED
+    assert _level(_cand(_affine(coverage=0.29))) == Level.SIMILAR
+    assert _level(_cand(_affine(residual=1.5))) == Level.EDITED
+    assert _level(_cand(_affine(residual=1.51))) == Level.SIMILAR
+
+
+def test_small_phash_distance_alone_is_an_edited_copy() -> None:
+    assert _level(_cand(None, ph=4)) == Level.EDITED
+    assert _level(_cand(None, ph=5)) == Level.SIMILAR
+
+
+def test_same_room_at_the_edges() -> None:
+    assert _level(_cand(_epipolar(inliers=30, matches=100))) == Level.SAME_ROOM
+    assert _level(_cand(_epipolar(inliers=29, matches=96))) == Level.SIMILAR
+    assert _level(_cand(_epipolar(inliers=30, matches=101))) == Level.SIMILAR
+    assert _level(_cand(_epipolar(coverage=0.09))) == Level.SIMILAR
+    assert _level(_cand(_epipolar(), score=0.29)) is None
+
+
+def test_similar_floor_and_below() -> None:
+    assert _level(_cand(None, score=0.6)) == Level.SIMILAR
+    assert _level(_cand(None, score=0.59)) is None
+
+
+def test_evidence_carries_hash_distance_and_inliers() -> None:
+    match = classify(_cand(_affine(), ph=12), T)
+    assert match is not None
+    assert match.evidence["phash_distance"] == 12
+    assert match.evidence["affine_inliers"] == 100
+    assert match.evidence["model"] == "affine"
+    assert json.dumps(match.evidence)
+
+
+def test_rank_matches_orders_by_level_then_score() -> None:
+    matches = [
+        Match(1, Level.SIMILAR, 0.99),
+        Match(2, Level.SAME_ROOM, 0.2),
+        Match(3, Level.EDITED, 0.5),
+        Match(4, Level.EDITED, 0.9),
+        Match(5, Level.EXACT, 1.0),
+    ]
+    assert [m.id for m in rank_matches(matches)] == [5, 4, 3, 2, 1]
+
+
+def test_thresholds_round_trip_through_a_dict() -> None:
+    data = json.loads(json.dumps(T.to_dict()))
+    assert LevelThresholds.from_dict({**data, "unknown": 1}) == T
+    assert set(data) == {f.name for f in dataclasses.fields(LevelThresholds)}
+
+
+def test_merge_hits_keeps_the_best_score_per_id() -> None:
+    merged = merge_hits(
+        (np.array([[0.9, 0.5]]), np.array([[1, 2]])), (np.array([[0.7, 0.8, 0.1]]), np.array([[1, 2, -1]]))
+    )
+    assert merged == {1: 0.9, 2: 0.8}
+
+
+def _scene(seed: int) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    img = Image.new("RGB", (400, 300), (200, 190, 180))
+    draw = ImageDraw.Draw(img)
+    for _ in range(70):
+        x, y = int(rng.integers(0, 380)), int(rng.integers(0, 280))
+        w, h = (int(v) for v in rng.integers(8, 60, 2))
+        draw.rectangle((x, y, x + w, y + h), fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
+    return img
+
+
+@pytest.fixture(scope="module")
+def library() -> dict[int, StoredEvidence]:
+    cfg = LocalConfig(max_side=400)
+    photos = {i: _scene(i) for i in range(3)}
+    return {i: StoredEvidence(pixel_sha256(p), phash(p), extract_local(p, cfg)) for i, p in photos.items()}
+
+
+def test_match_shortlist_finds_exact_and_mirrored_copies(library: dict[int, StoredEvidence]) -> None:
+    cfg = LocalConfig(max_side=400)
+    exact = _scene(0)
+    q_exact = QueryEvidence(pixel_sha256(exact), phash(exact), extract_local(exact, cfg))
+    out = match_shortlist(q_exact, {0: 1.0, 1: 0.7, 2: 0.65}, library.get, T, cfg)
+    assert out[0].id == 0
+    assert out[0].level == Level.EXACT
+
+    flipped = ImageOps.mirror(_scene(1)).crop((20, 10, 380, 290))
+    q_flip = QueryEvidence(pixel_sha256(flipped), phash(flipped), extract_local(flipped, cfg))
+    out = match_shortlist(q_flip, {0: 0.7, 1: 0.9, 2: 0.65}, library.get, T, cfg)
+    assert out[0].id == 1
+    assert out[0].level == Level.EDITED
+    assert out[0].evidence["mirrored"] is True
+    assert all(m.level == Level.SIMILAR for m in out[1:])

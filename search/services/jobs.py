@@ -14,7 +14,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from search import events
-from search.models import Job
+from search.models import Job, Photo
 
 log = logging.getLogger(__name__)
 
@@ -140,13 +140,23 @@ def job_cancel(job_id: int) -> Job:
     return job
 
 
+def _abandon(job: Job) -> None:
+    error = f"worker died {job.attempts} times; giving up"
+    with transaction.atomic():
+        # Photos of a failed batch get a final state too: none stays "received" forever.
+        Photo.objects.filter(job=job, status=Photo.Status.RECEIVED).update(
+            status=Photo.Status.REJECTED, reject_reason=f"not processed: {error}"
+        )
+        job_finish(job.pk, status=Job.Status.FAILED, error=error)
+
+
 def jobs_reconcile() -> dict[str, int]:
     """Requeue jobs whose worker died or whose message was lost; fail those out of attempts."""
     counts = {"requeued": 0, "failed": 0, "resent": 0}
     stale = Job.objects.filter(status=Job.Status.RUNNING, heartbeat_at__lt=_stale_before())
     for job in stale:
         if job.attempts >= settings.FLATSITE_JOB_MAX_ATTEMPTS:
-            job_finish(job.pk, status=Job.Status.FAILED, error="worker died too many times; giving up")
+            _abandon(job)
             counts["failed"] += 1
             continue
         if Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING, heartbeat_at=job.heartbeat_at).update(

@@ -94,10 +94,15 @@ def test_edited_copy_at_the_inlier_edge() -> None:
 
 def test_edited_copy_needs_ratio_coverage_and_a_small_residual() -> None:
     assert _level(_cand(_affine(inliers=20, matches=41))) == Level.SIMILAR
-    assert _level(_cand(_affine(coverage=0.3))) == Level.EDITED
-    assert _level(_cand(_affine(coverage=0.29))) == Level.SIMILAR
-    assert _level(_cand(_affine(residual=1.5))) == Level.EDITED
-    assert _level(_cand(_affine(residual=1.51))) == Level.SIMILAR
+    # 25 inliers: too few for the same-room level, so failing an edited test falls through to similar.
+    assert _level(_cand(_affine(inliers=25, matches=30, coverage=0.3))) == Level.EDITED
+    assert _level(_cand(_affine(inliers=25, matches=30, coverage=0.29))) == Level.SIMILAR
+    assert _level(_cand(_affine(inliers=25, matches=30, residual=1.5))) == Level.EDITED
+    assert _level(_cand(_affine(inliers=25, matches=30, residual=1.51))) == Level.SIMILAR
+
+
+def test_many_affine_inliers_on_a_small_area_are_same_room_not_edited() -> None:
+    assert _level(_cand(_affine(inliers=100, matches=120, coverage=0.2))) == Level.SAME_ROOM
 
 
 def test_small_phash_distance_alone_is_an_edited_copy() -> None:

@@ -348,6 +348,7 @@ def write_json(args: argparse.Namespace, rows: list[Row], total_s: float) -> Non
         "load_average": os.getloadavg(),
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "total_s": total_s,
+        "total_cpu_s": time.process_time(),
         "rows": [asdict(r) for r in rows],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

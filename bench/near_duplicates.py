@@ -155,13 +155,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--originals", type=int, default=400, help="test sources (max 400)")
+    parser.add_argument("--originals", type=int, default=300, help="test sources (max 400)")
     parser.add_argument("--calib-originals", type=int, default=150, help="calibration sources (max 400)")
     parser.add_argument("--edits-per-original", type=int, default=9)
     parser.add_argument("--absent-share", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--k", type=int, default=30, help="global shortlist verified per query")
     parser.add_argument("--skip-imagededup", action="store_true")
+    parser.add_argument(
+        "--only", choices=["calib", "test"], help="only fill the caches of one split, then exit"
+    )
     return parser.parse_args(argv)
 
 
@@ -186,11 +189,15 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, object] = {"args": vars(args), "machine": MACHINE, "config": tag}
     rows_by_split = {}
     for split in splits:
+        if args.only and split.name != args.only:
+            continue
         records = query_records(paths, split, tag)
         start = time.perf_counter()
         rows_path = candidate_rows(collection, split, records, args.k, tag)
         rows_by_split[split.name] = (split, records, load_rows(rows_path))
         report[f"{split.name}_verify_s"] = time.perf_counter() - start
+    if args.only:
+        return 0
     calib_split, _, calib_rows = rows_by_split["calib"]
     thresholds = nd_calibrate.calibrate_edited(calib_split.queries, calib_rows, LevelThresholds())
     report["thresholds"] = thresholds.to_dict()

@@ -59,7 +59,7 @@ def _edit(path: Path) -> bytes:
 
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def main() -> None:
@@ -75,8 +75,8 @@ def main() -> None:
         raise SystemExit("../shared/data is absent: nothing to benchmark")
     work = Path(tempfile.mkdtemp(prefix="flatsite-bench-"))
     _setup(work / "data")
-    from django.core.management import call_command
     from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.core.management import call_command
     from django.test import Client
 
     from search.models import Photo, PhotoMatch

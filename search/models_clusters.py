@@ -114,12 +114,18 @@ class Membership(models.Model):
         MODERATOR = "moderator"  # moved or marked by a moderator
         CONSTRAINT = "constraint"  # a moderator decision re-applied when the run was made
 
+    #: Model-placed members below this probability are flagged as least confident.
+    LOW_CONFIDENCE = 0.5
+    DECIDED = (Source.MODERATOR, Source.CONSTRAINT)
+
     run = models.ForeignKey(ClusteringRun, on_delete=models.CASCADE, related_name="memberships")
     photo = models.ForeignKey("search.Photo", on_delete=models.CASCADE, related_name="cluster_memberships")
     cluster = models.ForeignKey(
         Cluster, null=True, blank=True, on_delete=models.SET_NULL, related_name="memberships"
     )
-    probability = models.FloatField(default=0.0)
+    probability = models.FloatField(
+        default=0.0, help_text="the model's confidence (kept when a moderator moves it)"
+    )
     centrality = models.FloatField(default=0.0)
     outlier_score = models.FloatField(default=0.0)
     raw_noise = models.BooleanField(default=False, help_text="HDBSCAN called it noise; neighbours placed it")
@@ -144,6 +150,16 @@ class Membership(models.Model):
     def provisional(self) -> bool:
         """Placed after the run without a refit."""
         return self.source == self.Source.PROVISIONAL
+
+    @property
+    def decided(self) -> bool:
+        """Placed by a moderator decision rather than by the model."""
+        return self.source in self.DECIDED
+
+    @property
+    def is_low(self) -> bool:
+        """A model placement of low confidence (flagged in galleries)."""
+        return not self.decided and self.probability < self.LOW_CONFIDENCE
 
 
 class ModeratorAction(models.Model):

@@ -13,8 +13,9 @@ from django.urls import reverse
 
 from search.models import Cluster, ClusteringRun, Job, Membership, ModeratorAction, Photo
 
-#: Members below this probability are flagged as least confident in galleries.
-LOW_CONFIDENCE = 0.5
+LOW_CONFIDENCE = Membership.LOW_CONFIDENCE
+#: Model placements below LOW_CONFIDENCE: the least confident members, flagged in galleries.
+LOW_Q = Q(probability__lt=LOW_CONFIDENCE) & ~Q(source__in=Membership.DECIDED)
 REPRESENTATIVES = 6
 GALLERY_PAGE_SIZE = 120
 GALLERY_ORDERS = {
@@ -82,7 +83,11 @@ def cluster_rows(run: ClusteringRun) -> list[ClusterRow]:
         .annotate(
             size=Count("memberships"),
             fringe=Count("memberships", filter=Q(memberships__raw_noise=True)),
-            low=Count("memberships", filter=Q(memberships__probability__lt=LOW_CONFIDENCE)),
+            low=Count(
+                "memberships",
+                filter=Q(memberships__probability__lt=LOW_CONFIDENCE)
+                & ~Q(memberships__source__in=Membership.DECIDED),
+            ),
             provisional=Count("memberships", filter=Q(memberships__source=Membership.Source.PROVISIONAL)),
         )
         .order_by("-size", "id")
@@ -151,7 +156,7 @@ def members_page(
 
 def low_confidence_count(run: ClusteringRun, cluster: Cluster | None) -> int:
     """Members of a cluster below LOW_CONFIDENCE."""
-    return Membership.objects.filter(run=run, cluster=cluster, probability__lt=LOW_CONFIDENCE).count()
+    return Membership.objects.filter(LOW_Q, run=run, cluster=cluster).count()
 
 
 def move_targets(run: ClusteringRun) -> list[tuple[int, str, int]]:
@@ -229,11 +234,17 @@ def run_assignments(run: ClusteringRun) -> list[dict[str, Any]]:
     rows = (
         Membership.objects.filter(run=run)
         .order_by("photo_id")
-        .values_list("photo_id", "photo__original_name", "cluster_id", "probability")
+        .values_list("photo_id", "photo__original_name", "cluster_id", "probability", "source")
     )
+    # A moderator's decision is certain: 1 in its cluster, 0 as noise.
     return [
-        {"photo_id": p, "original_name": name, "cluster_id": c if c is not None else -1, "probability": prob}
-        for p, name, c, prob in rows
+        {
+            "photo_id": p,
+            "original_name": name,
+            "cluster_id": c if c is not None else -1,
+            "probability": (1.0 if c is not None else 0.0) if source in Membership.DECIDED else prob,
+        }
+        for p, name, c, prob, source in rows
     ]
 
 

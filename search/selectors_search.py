@@ -183,8 +183,10 @@ def _match(query: QueryImage, shortlist: dict[int, float], limits: LevelThreshol
 
 def _rows(matches: list[Match], exclude: set[int]) -> list[MatchRow]:
     ids = [m.id for m in matches]
-    photos = {p.pk: p for p in Photo.objects.select_related("listing").filter(pk__in=ids)}
-    copies = Photo.objects.select_related("listing").filter(duplicate_of_id__in=ids).exclude(pk__in=exclude)
+    photos = {p.pk: p for p in Photo.objects.select_related("listing__owner").filter(pk__in=ids)}
+    copies = (
+        Photo.objects.select_related("listing__owner").filter(duplicate_of_id__in=ids).exclude(pk__in=exclude)
+    )
     by_original: dict[int, list[Photo]] = {}
     for copy in copies:
         by_original.setdefault(copy.duplicate_of_id or 0, []).append(copy)

@@ -18,7 +18,9 @@ def picture(seed: int = 0, size: tuple[int, int] = (320, 240)) -> Image.Image:
         x1, y1 = x0 + int(rng.integers(6, 90)), y0 + int(rng.integers(6, 70))
         colour = tuple(int(v) for v in rng.integers(0, 255, 3))
         outline = tuple(int(v) for v in rng.integers(0, 255, 3))
-        (draw.rectangle if rng.random() < 0.5 else draw.ellipse)([x0, y0, x1, y1], fill=colour, outline=outline)
+        (draw.rectangle if rng.random() < 0.5 else draw.ellipse)(
+            [x0, y0, x1, y1], fill=colour, outline=outline
+        )
     # Fine texture gives local features something to hold on to, as real photos do.
     noise = rng.integers(-40, 40, (size[1], size[0], 1), dtype=np.int16)
     textured = np.clip(np.asarray(img, dtype=np.int16) + noise, 0, 255).astype(np.uint8)

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -56,7 +57,7 @@ def _errors(exc: ValidationError) -> str:
 def run_list(request: HttpRequest) -> HttpResponse:
     """Every run, live, and the form that starts one."""
     context = {"runs": selectors.runs_list()[:200], "form": RunStartForm()}
-    return render(request, "training/run_list.html", context)
+    return render(request, "training/run_list.html", {**context, "gpu_queue": settings.FLATSITE_GPU_QUEUE})
 
 
 @admin_only
@@ -76,7 +77,7 @@ def run_create(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, f"Training run #{run.pk} queued.")
             return redirect("training-run", run_id=run.pk)
-    context = {"runs": selectors.runs_list()[:200], "form": form}
+    context = {"runs": selectors.runs_list()[:200], "form": form, "gpu_queue": settings.FLATSITE_GPU_QUEUE}
     return render(request, "training/run_list.html", context, status=400)
 
 

@@ -58,7 +58,7 @@ class Migration(migrations.Migration):
             name='Membership',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('probability', models.FloatField(default=0.0)),
+                ('probability', models.FloatField(default=0.0, help_text="the model's confidence (kept when a moderator moves it)")),
                 ('centrality', models.FloatField(default=0.0)),
                 ('outlier_score', models.FloatField(default=0.0)),
                 ('raw_noise', models.BooleanField(default=False, help_text='HDBSCAN called it noise; neighbours placed it')),

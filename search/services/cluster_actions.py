@@ -7,6 +7,7 @@ also become ClusterDecision rows: the constraints that re-clustering re-applies.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -18,6 +19,7 @@ from search.models import Cluster, ClusterDecision, ClusteringRun, Membership, M
 Kind = ModeratorAction.Kind
 ACTIVE_STATES = (Cluster.State.UNREVIEWED, Cluster.State.APPROVED)
 MAX_NAME = 100
+_CHUNK = 5000
 
 
 def _run_locked(run_id: int) -> ClusteringRun:
@@ -115,17 +117,17 @@ def photos_split(run_id: int, photo_ids: list[int], *, user: Any, name: str = ""
     name = clean_name(name)
     with transaction.atomic():
         run = _run_locked(run_id)
-        _require_members(run, photo_ids)
+        rows = _selection(run, photo_ids)
         cluster = Cluster.objects.create(run=run, label=None, name=name)
         cluster.key = cluster.pk
         cluster.save(update_fields=["key"])
-        undo = _retarget(run, photo_ids, cluster, user)
+        action = _record(
+            run, user, Kind.SPLIT, "", {"cluster": cluster.pk, "name": name, "photos": photo_ids}, {}
+        )
+        undo = _retarget(run, rows, cluster, action)
         undo["created_clusters"] = [cluster.pk]
         text = f"Split {_photos(len(undo['memberships']))} off into new cluster {cluster.display_name}"
-        payload = {"cluster": cluster.pk, "name": name, "photos": sorted(set(photo_ids))}
-        action = _record(run, user, Kind.SPLIT, text, payload, undo)
-        _link_decisions(undo, action)
-        return action
+        return _finish(action, text, undo)
 
 
 def photos_move(run_id: int, photo_ids: list[int], target_id: int, *, user: Any) -> ModeratorAction:
@@ -134,96 +136,98 @@ def photos_move(run_id: int, photo_ids: list[int], target_id: int, *, user: Any)
         run, target = _cluster_locked(target_id)
         if run.pk != run_id:
             raise ValidationError("that cluster belongs to another run")
-        _require_members(run, photo_ids)
-        undo = _retarget(run, photo_ids, target, user)
-        text = f"Moved {_photos(len(undo['memberships']))} into {target.display_name}"
-        payload = {"cluster": target.pk, "photos": sorted(set(photo_ids))}
-        action = _record(run, user, Kind.MOVE, text, payload, undo)
-        _link_decisions(undo, action)
-        return action
+        rows = [r for r in _selection(run, photo_ids) if r[1] != target.pk]
+        if not rows:
+            raise ValidationError(f"the selected photos are already in {target.display_name}")
+        action = _record(run, user, Kind.MOVE, "", {"cluster": target.pk, "photos": photo_ids}, {})
+        undo = _retarget(run, rows, target, action)
+        return _finish(action, f"Moved {_photos(len(rows))} into {target.display_name}", undo)
 
 
 def photos_mark_noise(run_id: int, photo_ids: list[int], *, user: Any) -> ModeratorAction:
     """Take photos out of their clusters ("not in this cluster"): they become noise."""
     with transaction.atomic():
         run = _run_locked(run_id)
-        _require_members(run, photo_ids)
-        undo = _retarget(run, photo_ids, None, user)
-        text = f"Marked {_photos(len(undo['memberships']))} as noise"
-        action = _record(run, user, Kind.NOISE_PHOTOS, text, {"photos": sorted(set(photo_ids))}, undo)
-        _link_decisions(undo, action)
-        return action
+        rows = [r for r in _selection(run, photo_ids) if r[1] is not None]
+        if not rows:
+            raise ValidationError("the selected photos are already noise")
+        action = _record(run, user, Kind.NOISE_PHOTOS, "", {"photos": photo_ids}, {})
+        undo = _retarget(run, rows, None, action)
+        return _finish(action, f"Marked {_photos(len(rows))} as noise", undo)
 
 
 def cluster_mark_noise(cluster_id: int, *, user: Any) -> ModeratorAction:
     """Dissolve a cluster: all its photos become noise and are kept out of it when re-clustering."""
     with transaction.atomic():
         run, cluster = _cluster_locked(cluster_id)
-        photo_ids = list(
-            Membership.objects.filter(run=run, cluster=cluster).values_list("photo_id", flat=True)
-        )
-        undo = _retarget(run, photo_ids, None, user)
+        rows = _membership_snapshot(Membership.objects.filter(run=run, cluster=cluster))
+        action = _record(run, user, Kind.NOISE_CLUSTER, "", {"cluster": cluster.pk, "photos": len(rows)}, {})
+        undo = _retarget(run, rows, None, action)
         undo["clusters"] = _cluster_snapshot(cluster)
         cluster.state = Cluster.State.NOISE
         cluster.save(update_fields=["state", "updated_at"])
-        text = f"Marked {cluster.display_name} ({_photos(len(photo_ids))}) as noise"
-        action = _record(
-            run, user, Kind.NOISE_CLUSTER, text, {"cluster": cluster.pk, "photos": len(photo_ids)}, undo
-        )
-        _link_decisions(undo, action)
-        return action
+        return _finish(action, f"Marked {cluster.display_name} ({_photos(len(rows))}) as noise", undo)
 
 
-def _require_members(run: ClusteringRun, photo_ids: list[int]) -> None:
+def _finish(action: ModeratorAction, description: str, undo: dict[str, Any]) -> ModeratorAction:
+    action.description, action.undo_data = description[:500], undo
+    action.save(update_fields=["description", "undo_data"])
+    return action
+
+
+def _chunks(ids: list[int]) -> Iterator[list[int]]:
+    """Id lists small enough for one SQL parameter list (SQLite allows 32 766)."""
+    for start in range(0, len(ids), _CHUNK):
+        yield ids[start : start + _CHUNK]
+
+
+def _selection(run: ClusteringRun, photo_ids: list[int]) -> list[list[Any]]:
+    """Snapshot rows of the selected photos that the run holds; refuses an empty selection."""
     if not photo_ids:
         raise ValidationError("select at least one photo")
-    if not Membership.objects.filter(run=run, photo_id__in=photo_ids).exists():
+    rows: list[list[Any]] = []
+    for part in _chunks(sorted(set(photo_ids))):
+        rows += _membership_snapshot(Membership.objects.filter(run=run, photo_id__in=part))
+    if not rows:
         raise ValidationError("none of the selected photos is in this run")
+    return rows
 
 
 def _membership_snapshot(qs: Any) -> list[list[Any]]:
-    return [list(row) for row in qs.values_list("photo_id", "cluster_id", "probability", "source")]
+    return [list(row) for row in qs.values_list("photo_id", "cluster_id", "source")]
 
 
-def _retarget(run: ClusteringRun, photo_ids: list[int], target: Cluster | None, user: Any) -> dict[str, Any]:
-    """Put photos into target (None: noise), record decisions; returns the undo data."""
-    moving_qs = Membership.objects.filter(run=run, photo_id__in=set(photo_ids))
-    moving_qs = (
-        moving_qs.exclude(cluster=target) if target is not None else moving_qs.exclude(cluster__isnull=True)
-    )
-    snapshot = _membership_snapshot(moving_qs)
-    moving = [row[0] for row in snapshot]
+def _retarget(
+    run: ClusteringRun, rows: list[list[Any]], target: Cluster | None, action: ModeratorAction
+) -> dict[str, Any]:
+    """Put snapshot rows' photos into target (None: noise) and record the decisions; returns undo data."""
     keys = dict(Cluster.objects.filter(run=run).values_list("pk", "key"))
-    # A new placement supersedes earlier moves of these photos, and a move into K lifts "not in K".
-    retire = Q(photo_id__in=moving, kind=ClusterDecision.Kind.MUST_LINK)
-    if target is not None:
-        retire |= Q(photo_id__in=moving, kind=ClusterDecision.Kind.CANNOT_LINK, cluster_key=target.key)
-    retired_qs = ClusterDecision.objects.filter(retire, active=True)
-    retired = list(retired_qs.values_list("pk", flat=True))
-    retired_qs.update(active=False)
-    new: list[ClusterDecision] = []
-    for photo_id, old_cluster, _prob, _source in snapshot:
-        if old_cluster is not None:
-            new.append(_decision(photo_id, ClusterDecision.Kind.CANNOT_LINK, keys[old_cluster], user))
+    retired: list[int] = []
+    for part in _chunks([row[0] for row in rows]):
+        # A new placement supersedes earlier moves of these photos, and a move into K lifts "not in K".
+        retire = Q(photo_id__in=part, kind=ClusterDecision.Kind.MUST_LINK)
         if target is not None:
-            new.append(_decision(photo_id, ClusterDecision.Kind.MUST_LINK, target.key, user))
-    created = ClusterDecision.objects.bulk_create(new, batch_size=2000)
-    Membership.objects.filter(run=run, photo_id__in=moving).update(
-        cluster=target, source=Membership.Source.MODERATOR, probability=1.0 if target is not None else 0.0
+            retire |= Q(photo_id__in=part, kind=ClusterDecision.Kind.CANNOT_LINK, cluster_key=target.key)
+        found = ClusterDecision.objects.filter(retire, active=True)
+        retired += list(found.values_list("pk", flat=True))
+        found.update(active=False)
+        Membership.objects.filter(run=run, photo_id__in=part).update(
+            cluster=target, source=Membership.Source.MODERATOR
+        )
+    new: list[ClusterDecision] = []
+    for photo_id, old_cluster, _source in rows:
+        if old_cluster is not None:
+            new.append(_decision(photo_id, ClusterDecision.Kind.CANNOT_LINK, keys[old_cluster], action))
+        if target is not None:
+            new.append(_decision(photo_id, ClusterDecision.Kind.MUST_LINK, target.key, action))
+    ClusterDecision.objects.bulk_create(new, batch_size=2000)
+    return {"memberships": rows, "decisions_retired": retired}
+
+
+def _decision(photo_id: int, kind: str, key: int, action: ModeratorAction) -> ClusterDecision:
+    return ClusterDecision(
+        photo_id=photo_id, kind=kind, cluster_key=key, created_by=action.user, action=action
     )
-    return {
-        "memberships": snapshot,
-        "decisions_created": [d.pk for d in created],
-        "decisions_retired": retired,
-    }
-
-
-def _decision(photo_id: int, kind: str, key: int, user: Any) -> ClusterDecision:
-    return ClusterDecision(photo_id=photo_id, kind=kind, cluster_key=key, created_by=user)
-
-
-def _link_decisions(undo: dict[str, Any], action: ModeratorAction) -> None:
-    ClusterDecision.objects.filter(pk__in=undo.get("decisions_created", [])).update(action=action)
 
 
 def action_undo_last(run_id: int, *, user: Any) -> ModeratorAction:
@@ -239,27 +243,30 @@ def action_undo_last(run_id: int, *, user: Any) -> ModeratorAction:
         )
         if last is None:
             raise ValidationError("there is nothing to undo in this run")
-        _restore(run, last.undo_data)
+        _restore(run, last)
         undo = _record(run, user, Kind.UNDO, f"Undid: {last.description}", {"undid": last.pk}, {})
         last.undone_by = undo
         last.save(update_fields=["undone_by"])
         return undo
 
 
-def _restore(run: ClusteringRun, data: dict[str, Any]) -> None:
-    """Put memberships, clusters and decisions back as an action's undo data recorded them."""
-    rows = {row[0]: row for row in data.get("memberships", [])}
-    members = list(Membership.objects.filter(run=run, photo_id__in=list(rows)))
-    for member in members:
-        _, member.cluster_id, member.probability, member.source = rows[member.photo_id]
-    Membership.objects.bulk_update(members, ["cluster", "probability", "source"], batch_size=1000)
+def _restore(run: ClusteringRun, action: ModeratorAction) -> None:
+    """Put memberships, clusters and decisions back as the action's undo data recorded them."""
+    data = action.undo_data
+    groups: dict[tuple[Any, str], list[int]] = {}
+    for photo_id, cluster_id, source in data.get("memberships", []):
+        groups.setdefault((cluster_id, source), []).append(photo_id)
+    for (cluster_id, source), photo_ids in groups.items():  # few groups: one cluster and source each
+        for part in _chunks(photo_ids):
+            Membership.objects.filter(run=run, photo_id__in=part).update(cluster_id=cluster_id, source=source)
     clusters = {row[0]: row for row in data.get("clusters", [])}
     found = list(Cluster.objects.filter(run=run, pk__in=list(clusters)))
     for cluster in found:
         _, cluster.name, cluster.state, cluster.merged_into_id = clusters[cluster.pk]
     Cluster.objects.bulk_update(found, ["name", "state", "merged_into"])
-    ClusterDecision.objects.filter(pk__in=data.get("decisions_created", [])).delete()
-    ClusterDecision.objects.filter(pk__in=data.get("decisions_retired", [])).update(active=True)
+    ClusterDecision.objects.filter(action=action).delete()
+    for part in _chunks(data.get("decisions_retired", [])):
+        ClusterDecision.objects.filter(pk__in=part).update(active=True)
     created = data.get("created_clusters", [])
     Membership.objects.filter(run=run, cluster_id__in=created).update(cluster=None)
     Cluster.objects.filter(run=run, pk__in=created).delete()

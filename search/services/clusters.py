@@ -224,7 +224,7 @@ def _store(run: ClusteringRun, ids: np.ndarray, result: Any, carried: cluster_ca
                 run=run,
                 photo_id=photo_id,
                 cluster=by_label.get(label),
-                probability=(1.0 if label >= 0 else 0.0) if decided else float(result.probabilities[i]),
+                probability=float(result.probabilities[i]),
                 centrality=float(result.centrality[i]),
                 outlier_score=float(result.outlier_scores[i]),
                 raw_noise=bool(result.raw_noise[i]),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -109,33 +110,41 @@ def _mark_indexed() -> int:
     )
 
 
+@dataclass
+class _JobHooks:
+    """Progress and cancel callbacks bound to an optional job (None: run without reporting)."""
+
+    job_id: int | None
+    offset: int = 0
+
+    def start(self, total: int, message: str) -> None:
+        if self.job_id is not None:
+            jobs.job_progress(self.job_id, done=self.offset, total=total, message=message)
+
+    def step(self, done: int) -> None:
+        if self.job_id is not None:
+            jobs.job_progress(self.job_id, done=self.offset + done)
+
+    def stop(self) -> bool:
+        return self.job_id is not None and jobs.job_should_stop(self.job_id)
+
+
 def features_run(job_id: int | None = None) -> dict[str, Any]:
     """Extract everything missing (all active encoders + local features); the unit of an extract job."""
     plan = {name: photos_missing(name) for name in [*active_encoders(), LOCAL_ENCODER]}
-    total = sum(len(ids) for ids in plan.values())
-    if job_id is not None:
-        jobs.job_progress(job_id, done=0, total=total, message="extracting features")
-    offset = 0
-
-    def step(done: int) -> None:
-        if job_id is not None:
-            jobs.job_progress(job_id, done=offset + done)
-
-    def stop() -> bool:
-        return job_id is not None and jobs.job_should_stop(job_id)
-
+    hooks = _JobHooks(job_id)
+    hooks.start(sum(len(ids) for ids in plan.values()), "extracting features")
     counts: dict[str, Any] = {}
     for name, ids in plan.items():
         if name == LOCAL_ENCODER:
-            counts[name] = local_extract(ids, on_step=step)
+            counts[name] = local_extract(ids, on_step=hooks.step)
         else:
-            counts[name] = features_extract(name, ids, on_step=step, should_stop=stop)
-        offset += len(ids)
+            counts[name] = features_extract(name, ids, on_step=hooks.step, should_stop=hooks.stop)
+        hooks.offset += len(ids)
     counts["indexed"] = _mark_indexed()
     new_ids = plan[settings.FLATSITE_SEARCH_ENCODER]
-    if job_id is not None:
-        jobs.job_progress(job_id, done=offset, total=offset + len(new_ids), message="finding matches")
-    counts["matches"] = matches.photo_matches_compute(new_ids, on_step=step)
+    hooks.start(hooks.offset + len(new_ids), "finding matches")
+    counts["matches"] = matches.photo_matches_compute(new_ids, on_step=hooks.step)
     return counts
 
 
@@ -148,22 +157,15 @@ def features_reextract(encoder: str, job_id: int | None = None) -> dict[str, Any
         .order_by("id")
         .values_list("id", flat=True)
     )
-    if job_id is not None:
-        jobs.job_progress(job_id, done=0, total=len(ids), message=f"re-extracting {encoder}")
-
-    def step(done: int) -> None:
-        if job_id is not None:
-            jobs.job_progress(job_id, done=done)
-
-    def stop() -> bool:
-        return job_id is not None and jobs.job_should_stop(job_id)
-
+    hooks = _JobHooks(job_id)
+    hooks.start(len(ids), f"re-extracting {encoder}")
     model = load_encoder(encoder)
     for lo in range(0, len(ids), FLUSH):
-        if stop():
+        if hooks.stop():
             return {"encoder": encoder, "stopped_at": lo}
         chunk, paths = _image_paths(ids[lo : lo + FLUSH])
-        vectors = model.embed_paths(paths, batch_size=BATCH, on_step=lambda n, _t, b=lo: step(b + n))
+        hooks.offset = lo
+        vectors = model.embed_paths(paths, batch_size=BATCH, on_step=lambda n, _total: hooks.step(n))
         with transaction.atomic():
             Feature.objects.filter(encoder=encoder, photo_id__in=chunk).delete()
             _store(encoder, chunk, vectors)

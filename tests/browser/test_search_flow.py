@@ -1,4 +1,4 @@
-"""A realtor searches with an edited copy of another agent's photo and sees the copy and the duplicate listing."""
+"""A realtor searches with an edited copy of another agent's photo and sees it and the duplicate listing."""
 
 from __future__ import annotations
 
@@ -151,3 +151,11 @@ def test_edited_copy_search_shows_original_and_probable_duplicate_listing(
         assert "Probable duplicate listing" in row.locator(".badge.probable-duplicate").inner_text()
         assert owner_listing.title in row.inner_text()
         _save_screenshot(page, ROOT / "test-artifacts")
+
+        # The matched thumb searches from the stored photo: it is shown as the query and left out.
+        with page.expect_navigation(timeout=120_000):
+            thumb.locator("a").first.click()
+        assert page.url == f"{base}/search/photo/{target.pk}/"
+        assert page.locator(f'#results [data-query-photo="{target.pk}"] img').count() == 1
+        assert page.locator(f'#results figure.match[data-photo="{target.pk}"]').count() == 0
+        page.screenshot(path=str(ROOT / "test-artifacts" / "search-photo.png"), full_page=True)

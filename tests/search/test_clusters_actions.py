@@ -92,7 +92,12 @@ def test_move_records_must_and_cannot_links(world: dict[str, Any], moderator: An
     photo = world["blobs"][0][3]
     actions.photos_move(run.pk, [photo.pk], b.pk, user=moderator)
     member = Membership.objects.get(run=run, photo=photo)
-    assert (member.cluster_id, member.source, member.probability) == (b.pk, "moderator", 1.0)
+    assert (member.cluster_id, member.source, member.decided, member.is_low) == (
+        b.pk,
+        "moderator",
+        True,
+        False,
+    )
     active = set(ClusterDecision.objects.filter(active=True, photo=photo).values_list("kind", "cluster_key"))
     assert active == {("must_link", b.key), ("cannot_link", a.key)}
     # Moving it back lifts "not in a" and replaces the move into b.

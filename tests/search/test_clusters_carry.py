@@ -68,7 +68,7 @@ def test_a_moved_photo_stays_moved_after_reclustering(world: dict[str, Any], mod
     new = _rerun()
     member = _where(new, photo)
     assert member.cluster is not None and member.cluster.key == b.key
-    assert member.source == Membership.Source.CONSTRAINT and member.probability == 1.0
+    assert member.source == Membership.Source.CONSTRAINT and member.decided
     assert new.summary["moves_applied"] == 1
     assert Membership.objects.filter(run=new, cluster=member.cluster).count() == 21
 

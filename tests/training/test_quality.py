@@ -8,7 +8,6 @@ import torch
 
 from search.ml.features import encoder_status
 from training import quality
-from training.ml import frechet_distance
 
 
 def test_tensor_to_pil_maps_minus_one_to_black_and_one_to_white() -> None:
@@ -29,7 +28,9 @@ def test_fd_lite_features_come_from_efficientnet_lite0_and_separate_sets() -> No
     flat = torch.linspace(-1, 1, 6).view(6, 1, 1, 1).expand(6, 3, 16, 16)
     a, b = features(noise), features(flat)
     assert a.shape == (6, 1280) and a.dtype == np.float32
-    assert frechet_distance(a, b) > frechet_distance(a[:3], a[3:])
+    # The mean term of FD (the full 1280-dim FD costs several large eigendecompositions).
+    gap = float(np.linalg.norm(a.mean(axis=0) - b.mean(axis=0)))
+    assert gap > float(np.linalg.norm(a[:3].mean(axis=0) - a[3:].mean(axis=0)))
 
 
 def test_fd_lite_is_off_when_the_weights_are_missing(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -70,7 +70,7 @@ def test_build_index_picks_flat_below_threshold_and_hnsw_at_or_above() -> None:
 
 
 def test_hnsw_recall_at_10_is_high_on_small_data() -> None:
-    exact, _, x = make("flat", n=2000)
+    exact, _, x = make("flat", n=1000)
     approx = VectorIndex(exact.config, "hnsw")
     approx.add(exact.ids(), x)
     q = unit(50, seed=3)
@@ -341,7 +341,7 @@ for i in range(100_000):
 
 
 def test_sigkill_while_writing_versions_always_leaves_a_loadable_store(tmp_path: Path) -> None:
-    rounds = int(os.environ.get("FLATSITE_INDEX_KILL_ROUNDS", "4"))
+    rounds = int(os.environ.get("FLATSITE_INDEX_KILL_ROUNDS", "3"))
     rng = np.random.default_rng(0)
     for round_ in range(rounds):
         child = subprocess.Popen(

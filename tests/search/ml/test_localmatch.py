@@ -119,3 +119,20 @@ def test_verify_tolerates_small_rotation(scene: Image.Image, scene_features: Loc
     v = verify(extract_local(rotated, CFG), scene_features, CFG)
     assert v.model == "affine"
     assert abs(abs(v.rotation_deg) - 5.0) < 1.0
+
+
+@pytest.mark.shared_data
+def test_real_listing_photo_crop_matches_and_other_listing_does_not() -> None:
+    from tests.shared_data import require_shared_data
+
+    houses = require_shared_data() / "houses"
+    with Image.open(houses / "1_kitchen.jpg") as a, Image.open(houses / "2_kitchen.jpg") as b:
+        original, other = a.convert("RGB"), b.convert("RGB")
+    w, h = original.size
+    copy = ImageOps.mirror(original.crop((w // 8, h // 8, w - w // 8, h - h // 8)))
+    stored = extract_local(original)
+    same = verify(extract_local(copy), stored)
+    assert same.mirrored
+    assert same.affine_inliers > 100
+    different = verify(extract_local(other), stored)
+    assert different.affine_inliers < 15

@@ -88,7 +88,9 @@ def test_queued_jobs_older_than_the_timeout_are_sent_again(sent: list[int], sett
     assert sent == [job.pk]
 
 
-def test_photos_of_an_abandoned_ingest_job_get_a_final_state(sent: list[int], settings: Any, listing: Any) -> None:
+def test_photos_of_an_abandoned_ingest_job_get_a_final_state(
+    sent: list[int], settings: Any, listing: Any
+) -> None:
     from search.models import Photo
 
     job = jobs.job_create(Job.Kind.INGEST, total=1)

@@ -1,3 +1,5 @@
+import os
+
 from django.apps import AppConfig
 
 
@@ -8,3 +10,9 @@ class SearchConfig(AppConfig):
     def ready(self) -> None:
         # Registers the job enqueuers (jobs.ENQUEUERS) in every process (web too), not only in workers.
         from search import tasks, tasks_clusters  # noqa: F401
+
+        # One FAISS thread per process: web and worker processes already run side by side, and
+        # OpenMP threads fighting over the same cores made single queries ~10x slower (bench/README.md).
+        import faiss
+
+        faiss.omp_set_num_threads(int(os.environ.get("FLATSITE_FAISS_THREADS", "1")))

@@ -72,7 +72,7 @@ def index_add(
             index.rebuild()
         info = store.write(index, meta={"encoder": encoder, "reason": "add"})
         row = _register(encoder, info, live=True)
-        store.prune(keep=3)
+        store.prune(keep=3, protect=[v for v in [_live_version(encoder)] if v is not None])
     if mark_indexed:
         Photo.objects.filter(pk__in=ids.tolist(), status=Photo.Status.PROCESSED).update(
             status=Photo.Status.INDEXED
@@ -104,7 +104,7 @@ def index_rebuild(encoder: str, *, live: bool = True, job_id: int | None = None)
         index = build_index(ids, vectors, IndexConfig(dim=int(vectors.shape[1])))
         info = store.write(index, meta={"encoder": encoder, "reason": "rebuild"})
         row = _register(encoder, info, live=live, job_id=job_id)
-        store.prune(keep=5)
+        store.prune(keep=5, protect=[v for v in [_live_version(encoder)] if v is not None])
     Photo.objects.filter(pk__in=ids.tolist(), status=Photo.Status.PROCESSED).update(
         status=Photo.Status.INDEXED
     )

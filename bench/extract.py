@@ -5,7 +5,9 @@ python -m bench.extract [--limit 200] [--encoders effnet-lite0,effnet-lite2] [--
 
 Per encoder and DataLoader worker count it embeds the first --limit houses photos (decode included) and
 splits the time into decode+resize (summed over workers), time the main process waited for decoded batches,
-and model time. It also times decoding with and without JPEG draft mode. CUDA rows are added when present.
+and model time (wall clock). It also measures CPU time per photo, which other jobs on a shared machine
+distort far less: decoding with and without JPEG draft mode, and the model alone on one thread. CUDA rows
+are added when present.
 The quality check behind the default preprocessing is ``python -m bench.extract_variants``.
 Photos: Houses Dataset (Ahmed and Moustafa, IJCCI 2016), read from ../shared/data at run time.
 """
@@ -79,23 +81,42 @@ def measure(encoder_name: str, device: str, paths: list[Path], workers: int, bat
 
 
 def decode_cost(paths: list[Path], size: int) -> dict[str, float]:
-    """ms per photo to decode + resize to size x size, with and without JPEG draft (DCT-domain) scaling."""
+    """CPU ms per photo to decode + resize to size x size, with and without JPEG draft (DCT scaling)."""
     prep = Preprocess(image_size=size)
-    start = time.perf_counter()
+    start = time.process_time()
     for path in paths:
         image_to_uint8(open_rgb(path, size), prep)
-    with_draft = time.perf_counter() - start
-    start = time.perf_counter()
+    with_draft = time.process_time() - start
+    start = time.process_time()
     for path in paths:
         with Image.open(path) as img:
             image_to_uint8(img.convert("RGB"), prep)
-    full = time.perf_counter() - start
+    full = time.process_time() - start
     return {
         "size": size,
         "photos": len(paths),
-        "draft_ms": round(1000 * with_draft / len(paths), 2),
-        "full_decode_ms": round(1000 * full / len(paths), 2),
+        "draft_cpu_ms": round(1000 * with_draft / len(paths), 2),
+        "full_decode_cpu_ms": round(1000 * full / len(paths), 2),
     }
+
+
+def model_cpu_cost(encoder_name: str, paths: list[Path], batch: int) -> float:
+    """CPU ms per photo of the model alone on one thread: robust to other jobs sharing the machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    encoder = load_encoder(encoder_name, "cpu")
+    batches = [
+        encoder.prep_batch([open_rgb(p, encoder.info.image_size) for p in paths[lo : lo + batch]])
+        for lo in range(0, len(paths), batch)
+    ]
+    with torch.inference_mode():
+        encoder.forward_features(batches[0])  # warm-up for this thread count
+        start = time.process_time()
+        for x in batches:
+            encoder.forward_features(x)
+        spent = time.process_time() - start
+    torch.set_num_threads(threads)
+    return round(1000 * spent / len(paths), 1)
 
 
 def print_table(rows: list[Row]) -> None:
@@ -134,8 +155,11 @@ def main() -> None:
     decode = [decode_cost(paths[:100], size) for size in (224, 260)]
     for d in decode:
         print(
-            f"decode+resize to {d['size']}px: {d['draft_ms']} ms/photo (draft), {d['full_decode_ms']} (full)"
+            f"decode+resize to {d['size']}px, CPU ms/photo:",
+            f"{d['draft_cpu_ms']} with draft, {d['full_decode_cpu_ms']} without",
         )
+    model_cpu = {name: model_cpu_cost(name, paths[:64], args.batch) for name in args.encoders.split(",")}
+    print("model alone, CPU ms/photo on 1 thread:", model_cpu)
     report: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": MACHINE,
@@ -145,6 +169,7 @@ def main() -> None:
         "loadavg_before_after": [load_before, os.getloadavg()],
         "rows": [asdict(r) for r in rows],
         "decode": decode,
+        "model_cpu_ms_per_photo_1_thread": model_cpu,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2, default=lambda o: np.asarray(o).tolist()))

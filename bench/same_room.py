@@ -85,10 +85,11 @@ def evaluate(
 ) -> dict[str, Any]:
     """Recall@5 per room (matcher and plain cosine) and same-room level precision."""
     results = ranked(rows, t)
+    unfloored = ranked(rows, replace(t, similar_min_score=-1.0))
     cosine: dict[str, list[int]] = defaultdict(list)
     for row in sorted(rows, key=lambda r: r.rank):
         cosine[row.query].append(row.cand)
-    per_room: dict[str, list[tuple[bool, bool]]] = defaultdict(list)
+    per_room: dict[str, list[tuple[bool, bool, bool]]] = defaultdict(list)
     level_hits = {"same_room": [0, 0], "same_room_or_stronger": [0, 0]}
     wrong: list[dict[str, Any]] = []
     for key, qi in keys.items():
@@ -96,7 +97,8 @@ def evaluate(
         matches = results.get(key, [])
         hit = any(rooms.get(m.id) == room for m in matches[:5])
         plain = any(rooms.get(c) == room for c in cosine[key][:5])
-        per_room[room].append((hit, plain))
+        ranking = any(rooms.get(m.id) == room for m in unfloored.get(key, [])[:5])
+        per_room[room].append((hit, plain, ranking))
         for m in matches:
             correct = rooms.get(m.id) == room
             if m.level == Level.SAME_ROOM:
@@ -124,6 +126,8 @@ def _summary(per_room, level_hits, wrong) -> dict[str, Any]:
         "recall@5_scannet": mean_rooms(scannet, 0),
         "cosine_recall@5": mean_rooms(rooms, 1),
         "cosine_recall@5_scannet": mean_rooms(scannet, 1),
+        "ranking_recall@5": mean_rooms(rooms, 2),
+        "ranking_recall@5_scannet": mean_rooms(scannet, 2),
         "level_precision": {
             k: {"correct": c, "total": n, "precision": c / n if n else float("nan")}
             for k, (c, n) in level_hits.items()
@@ -191,13 +195,18 @@ def main(argv: list[str] | None = None) -> int:
     groups = duplicate_groups(stored)
     linked = sr_calibrate.linked_photos(houses, groups)
     calib = sr_calibrate.calibration_rows(collection, stored, split["calib"], args.k)
-    t = sr_calibrate.calibrate(calib, linked, LevelThresholds(), houses)
+    t = sr_calibrate.calibrate(calib, linked, LevelThresholds(), houses, stored, split["calib"])
     house_q = [
         (i, replace(stored[i], key=f"{stored[i].key}#{i}")) for i in split["test"][: args.house_queries]
     ]
     house_rows = rows_for(collection, house_q, args.k, f"houses_s{args.seed}")
     report: dict[str, Any] = {"machine": MACHINE, "args": vars(args), "thresholds": t.to_dict()}
-    report["multiview"] = evaluate(mv_rows, rooms, {rec.key: i for i, rec in queries}, t)
+    keys = {rec.key: i for i, rec in queries}
+    report["multiview"] = evaluate(mv_rows, rooms, keys, t)
+    report["multiview"]["floor_sensitivity"] = {
+        f: evaluate(mv_rows, rooms, keys, replace(t, similar_min_score=f))["recall@5"]
+        for f in (0.4, 0.45, 0.5)
+    }
     report["house_queries"] = house_false_matches(house_rows, linked, t)
     sr_calibrate.print_report(report)
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ from search.ml.matching import LevelThresholds
 RATIO_COVERAGE = [(r, c) for r in (0.2, 0.3, 0.4, 0.5) for c in (0.05, 0.1, 0.15, 0.2)]
 MARGIN = 1.25  # safety factor on the strongest false match seen in calibration
 MIN_INLIERS_FLOOR = 20
-SIMILAR_ROOM_TYPE_PRECISION = 0.8
+SIMILAR_ROOM_TYPE_PRECISION = 0.5  # "similar" = more likely than not the same kind of room
 
 
 def house_split(houses: list[Path], seed: int) -> dict[str, list[int]]:
@@ -83,7 +83,12 @@ def _strongest(rows: list[CandidateRow], ratio: float, cover: float) -> int:
 
 
 def calibrate(
-    rows: list[CandidateRow], linked: dict[int, set[int]], base: LevelThresholds, houses: list[Path]
+    rows: list[CandidateRow],
+    linked: dict[int, set[int]],
+    base: LevelThresholds,
+    houses: list[Path],
+    stored: list[PhotoRecord],
+    indices: list[int],
 ) -> LevelThresholds:
     """Same-room thresholds above every unrelated-listing pair (x MARGIN) and the similar-look floor."""
     negatives = _negatives(rows, linked)
@@ -93,7 +98,7 @@ def calibrate(
         # Fewest inliers wins (most recall); then the loosest ratio/coverage.
         options.append((needed, ratio, cover))
     needed, ratio, cover = min(options)
-    floor = similar_floor(rows, linked, houses)
+    floor = similar_floor(stored, indices, linked, houses)
     return replace(
         base,
         same_room_min_inliers=needed,
@@ -103,20 +108,21 @@ def calibrate(
     )
 
 
-def similar_floor(rows: list[CandidateRow], linked: dict[int, set[int]], houses: list[Path]) -> float:
-    """Lowest cosine above which SIMILAR_ROOM_TYPE_PRECISION of unrelated pairs share the room type."""
-    room = [p.stem.split("_")[1] for p in houses]
-    pairs = sorted(
-        (
-            (r.global_score, room[r.cand] == room[int(r.query.split("#")[1])])
-            for r in _negatives(rows, linked)
-        ),
-        reverse=True,
-    )
-    same = np.cumsum([s for _, s in pairs])
-    precision = same / np.arange(1, len(pairs) + 1)
+def similar_floor(
+    stored: list[PhotoRecord], indices: list[int], linked: dict[int, set[int]], houses: list[Path]
+) -> float:
+    """Lowest cosine above which SIMILAR_ROOM_TYPE_PRECISION of unrelated listing pairs share a room type."""
+    room = np.array([houses[i].stem.split("_")[1] for i in indices])
+    emb = np.stack([stored[i].embedding for i in indices])  # (n, D)
+    sims = emb @ emb.T
+    upper = np.triu_indices(len(indices), 1)
+    unrelated = np.array([indices[b] not in linked[indices[a]] for a, b in zip(*upper, strict=True)])
+    scores = sims[upper][unrelated]
+    same = (room[upper[0]] == room[upper[1]])[unrelated]
+    order = np.argsort(-scores)
+    precision = np.cumsum(same[order]) / np.arange(1, len(order) + 1)
     ok = np.flatnonzero(precision >= SIMILAR_ROOM_TYPE_PRECISION)
-    return round(float(pairs[int(ok[-1])][0]), 3) if len(ok) else 0.5
+    return round(float(scores[order][ok[-1]]), 3) if len(ok) else 0.5
 
 
 def print_report(report: dict[str, Any]) -> None:
@@ -127,11 +133,14 @@ def print_report(report: dict[str, Any]) -> None:
     for room, r in sorted(mv["per_room"].items()):
         print(f"{room:24s} {r['n']:3d} {r['recall@5']:8.3f}")
     print(
-        f"recall@5 averaged per room: matcher {mv['recall@5']:.3f}  plain cosine {mv['cosine_recall@5']:.3f}"
+        f"recall@5 averaged per room:  matcher {mv['recall@5']:.3f}  without floor "
+        f"{mv['ranking_recall@5']:.3f}  plain cosine {mv['cosine_recall@5']:.3f}"
     )
+    for floor, value in mv.get("floor_sensitivity", {}).items():
+        print(f"  recall@5 per room if the similar floor were {floor}: {value:.3f}")
     print(
-        f"ScanNet rooms only:        matcher {mv['recall@5_scannet']:.3f}  "
-        f"plain cosine {mv['cosine_recall@5_scannet']:.3f}"
+        f"ScanNet rooms only:         matcher {mv['recall@5_scannet']:.3f}  without floor "
+        f"{mv['ranking_recall@5_scannet']:.3f}  plain cosine {mv['cosine_recall@5_scannet']:.3f}"
     )
     for name, v in mv["level_precision"].items():
         print(f"level precision ({name}): {v['precision']:.3f} ({v['correct']}/{v['total']})")

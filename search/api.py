@@ -191,5 +191,5 @@ class SearchApi(APIView):
             return Response({"error": f"cannot search with this file: {exc}"}, status=400)
         data: Any = request.data
         k = int(data.get("k") or 10)
-        result = image_search(query, k=max(1, min(k, 100)))
+        result = image_search(query, k=max(1, min(k, 100)), room_tag=str(data.get("room") or ""))
         return Response(result.as_json(upload.name or "query"))

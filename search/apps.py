@@ -9,10 +9,10 @@ class SearchConfig(AppConfig):
 
     def ready(self) -> None:
         # Registers the job enqueuers (jobs.ENQUEUERS) in every process (web too), not only in workers.
-        from search import tasks, tasks_clusters  # noqa: F401
-
         # One FAISS thread per process: web and worker processes already run side by side, and
         # OpenMP threads fighting over the same cores made single queries ~10x slower (bench/README.md).
         import faiss
+
+        from search import tasks, tasks_clusters  # noqa: F401
 
         faiss.omp_set_num_threads(int(os.environ.get("FLATSITE_FAISS_THREADS", "1")))

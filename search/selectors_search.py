@@ -25,6 +25,7 @@ from search.ml.matching import (
 )
 from search.ml.normalise import ImageLimits, check_extension, normalise
 from search.models import Feature, Photo
+from search.selectors_clusters import photo_room_tags
 from search.services.index import index_for_search
 
 LEVEL_ORDER = [Level.EXACT, Level.EDITED, Level.SAME_ROOM, Level.SIMILAR]
@@ -200,8 +201,11 @@ def _rows(matches: list[Match], exclude: set[int]) -> list[MatchRow]:
     return rows
 
 
-def image_search(query: QueryImage, *, k: int = 10, shortlist: int = 50) -> SearchResult:
-    """Find matches of a query photo at every level; similar-look results are capped at k."""
+def image_search(query: QueryImage, *, k: int = 10, shortlist: int = 50, room_tag: str = "") -> SearchResult:
+    """Find matches of a query photo at every level; similar-look results are capped at k.
+
+    With room_tag, only photos carrying that moderator-given room type are returned.
+    """
     started = time.perf_counter()
     short = _shortlist(query, shortlist)
     t_global = time.perf_counter()
@@ -210,6 +214,9 @@ def image_search(query: QueryImage, *, k: int = 10, shortlist: int = 50) -> Sear
     similar = [m for m in matches if m.level == Level.SIMILAR][:k]
     kept = [m for m in matches if m.level != Level.SIMILAR] + similar
     rows = _rows(kept, query.exclude_ids)
+    if room_tag:
+        tags = photo_room_tags([row.photo.pk for row in rows])
+        rows = [row for row in rows if tags.get(row.photo.pk) == room_tag]
     done = time.perf_counter()
     timings = {"global_ms": 1000 * (t_global - started), "verify_ms": 1000 * (t_local - t_global)}
     return SearchResult(query.name, rows, 1000 * (done - started), timings)

@@ -11,6 +11,7 @@ from django.views.decorators.http import require_http_methods
 
 from search import roles, selectors
 from search.ml.normalise import ImageRejected
+from search.selectors_clusters import room_tags
 from search.selectors_duplicates import listing_pairs
 from search.selectors_search import image_search, query_from_photo, query_from_upload
 
@@ -28,7 +29,7 @@ def search_upload(request: HttpRequest) -> HttpResponse:
     """Drop a photo, see its matches by level and by listing."""
     if not roles.can(request.user, roles.SEARCH):
         return HttpResponseForbidden("Your role cannot search photos.")
-    context: dict[str, Any] = {}
+    context: dict[str, Any] = {"room_tags": room_tags()}
     if request.method == "POST":
         upload = request.FILES.get("photo")
         if upload is None:
@@ -39,7 +40,8 @@ def search_upload(request: HttpRequest) -> HttpResponse:
         except ImageRejected as exc:
             context["error"] = f"Cannot search with this file: {exc}"
             return render(request, "search/search.html", context, status=400)
-        context["result"] = image_search(query, k=_parse_k(request))
+        context["result"] = image_search(query, k=_parse_k(request), room_tag=request.POST.get("room", ""))
+        context["room"] = request.POST.get("room", "")
     return render(request, "search/search.html", context)
 
 

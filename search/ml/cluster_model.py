@@ -34,7 +34,7 @@ class ClusterConfig:
     reassign_neighbors: int = 10
     outlier_neighbors: int = 10
     outlier_z: float | None = 3.5  # None: never force outliers to noise
-    transform_epochs: int = 100
+    transform_epochs: int = 30  # SGD epochs placing new photos in the embeddings (0: weighted mean only)
 
 
 def config_to_dict(cfg: ClusterConfig) -> dict[str, Any]:

@@ -156,6 +156,8 @@ def umap_transform(
     exact = weights >= 1.0  # a fitted twin at distance rho: start on top of it, as umap does
     has_exact = exact.any(1)
     init[has_exact] = tail[knn_idx[has_exact, exact[has_exact].argmax(1)]]
+    if n_epochs <= 0:  # weighted-mean placement only
+        return init.astype(np.float32)
     vals = weights.ravel()
     keep = vals >= vals.max() / float(n_epochs)
     rows = np.repeat(np.arange(n, dtype=np.int32), k)[keep]

@@ -66,17 +66,21 @@ def _mask_count(mask: np.ndarray | None) -> tuple[int, np.ndarray]:
 
 
 def _fit_affine(qp: np.ndarray, cp: np.ndarray, cfg: GeometryConfig) -> tuple[np.ndarray | None, np.ndarray]:
-    model, mask = cv2.estimateAffine2D(
-        qp,
-        cp,
-        method=cv2.RANSAC,
-        ransacReprojThreshold=cfg.ransac_thresh,
-        maxIters=cfg.ransac_iters,
-        confidence=cfg.confidence,
-        refineIters=10,
-    )
-    _, flat = _mask_count(mask)
-    return model, flat if model is not None else np.zeros(len(qp), bool)
+    try:
+        model, mask = cv2.estimateAffine2D(
+            qp,
+            cp,
+            method=cv2.RANSAC,
+            ransacReprojThreshold=cfg.ransac_thresh,
+            maxIters=cfg.ransac_iters,
+            confidence=cfg.confidence,
+            refineIters=10,
+        )
+    except cv2.error:  # see _fit_homography
+        model, mask = None, None
+    if model is None:
+        return None, np.zeros(len(qp), bool)
+    return model, _mask_count(mask)[1]
 
 
 def _affine_terms(model: np.ndarray) -> tuple[float, float, float]:
@@ -104,16 +108,22 @@ def _affine_evidence(
 
 
 def _fit_homography(qp: np.ndarray, cp: np.ndarray, cfg: GeometryConfig) -> np.ndarray:
-    _, mask = cv2.findHomography(
-        qp, cp, cv2.USAC_MAGSAC, cfg.ransac_thresh, maxIters=cfg.ransac_iters, confidence=cfg.confidence
-    )
+    try:
+        _, mask = cv2.findHomography(
+            qp, cp, cv2.USAC_MAGSAC, cfg.ransac_thresh, maxIters=cfg.ransac_iters, confidence=cfg.confidence
+        )
+    except cv2.error:  # USAC asserts on some degenerate samples (e.g. many collinear points): no model
+        mask = None
     return _mask_count(mask)[1] if mask is not None else np.zeros(len(qp), bool)
 
 
 def _fit_fundamental(qp: np.ndarray, cp: np.ndarray, cfg: GeometryConfig) -> np.ndarray:
-    _, mask = cv2.findFundamentalMat(
-        qp, cp, cv2.USAC_MAGSAC, cfg.fundamental_thresh, cfg.confidence, cfg.ransac_iters
-    )
+    try:
+        _, mask = cv2.findFundamentalMat(
+            qp, cp, cv2.USAC_MAGSAC, cfg.fundamental_thresh, cfg.confidence, cfg.ransac_iters
+        )
+    except cv2.error:  # see _fit_homography
+        mask = None
     return _mask_count(mask)[1] if mask is not None else np.zeros(len(qp), bool)
 
 

@@ -15,7 +15,7 @@ from PIL import Image
 from search import storage
 from search.ml.features import encoder_status, load_encoder
 from search.models import Feature, Job, Photo
-from search.services import index, jobs, matches
+from search.services import cluster_assign, index, jobs, matches
 
 log = logging.getLogger(__name__)
 LOCAL_ENCODER = "sift"
@@ -142,6 +142,8 @@ def features_run(job_id: int | None = None) -> dict[str, Any]:
             counts[name] = features_extract(name, ids, on_step=hooks.step, should_stop=hooks.stop)
         hooks.offset += len(ids)
     counts["indexed"] = _mark_indexed()
+    # New photos join the current clustering run at once (provisional), without a refit.
+    counts["clustered"] = cluster_assign.photos_assign_provisional(plan[settings.FLATSITE_CLUSTER_ENCODER])
     new_ids = plan[settings.FLATSITE_SEARCH_ENCODER]
     hooks.start(hooks.offset + len(new_ids), "finding matches")
     counts["matches"] = matches.photo_matches_compute(new_ids, on_step=hooks.step)

@@ -37,6 +37,12 @@ def _users(settings: Any) -> None:
     accounts.user_create(username="ada", password=PASSWORD, role="admin")
 
 
+def _screenshot(page: Any, name: str) -> None:
+    """Keep a picture of the page for people reviewing the run (test-artifacts/ is not committed)."""
+    (ROOT / "test-artifacts").mkdir(exist_ok=True)
+    page.screenshot(path=str(ROOT / "test-artifacts" / name), full_page=True)
+
+
 def _log_in(page: Any, base: str, username: str) -> None:
     page.context.clear_cookies()
     page.goto(f"{base}/accounts/login/")
@@ -70,6 +76,7 @@ def _name_largest_and_move_one_out(page: Any, base: str) -> dict[str, str]:
     page.click("[data-testid=move]")
     page.wait_for_selector(".messages >> text=Moved 1 photo into")
     assert page.locator(f'[data-testid=gallery] figure[data-photo="{moved}"]').count() == 0
+    _screenshot(page, "cluster-gallery.png")
     return {"cluster": largest_id, "photo": moved, "target": target_id, "target_text": target_text}
 
 
@@ -105,8 +112,7 @@ def _check_after_rerun(page: Any, base: str, before: dict[str, str]) -> None:
     page.evaluate(BRUSH_ALL)
     page.wait_for_selector("[data-map-selection] [data-selected-count] >> text=52 selected")
     assert len(page.input_value("[data-map-photos]").split(",")) == 52
-    (ROOT / "test-artifacts").mkdir(exist_ok=True)
-    page.screenshot(path=str(ROOT / "test-artifacts" / "cluster-map.png"), full_page=True)
+    _screenshot(page, "cluster-map.png")
 
 
 def test_name_and_move_survive_a_reclustering_started_by_an_admin(
@@ -127,9 +133,9 @@ def test_name_and_move_survive_a_reclustering_started_by_an_admin(
         job_id = _rerun_as_admin(page, base)
         _log_in(page, base, "mona")
         _check_after_rerun(page, base, before)
-        (ROOT / "test-artifacts").mkdir(exist_ok=True)
         page.goto(f"{base}/clusters/")
-        page.screenshot(path=str(ROOT / "test-artifacts" / "clusters.png"), full_page=True)
+        page.wait_for_load_state("networkidle")
+        _screenshot(page, "clusters.png")
 
     job = Job.objects.get(pk=int(job_id))
     assert job.status == Job.Status.SUCCEEDED and job.worker != "inline"

@@ -116,3 +116,16 @@ def test_find_similar_prints_one_json_line_per_query(collection: dict[str, Any],
     assert lines[0]["matches"][0]["original_name"] == "p3.jpg"
     assert lines[0]["matches"][0]["level"] == "edited"
     assert "unsupported file type" in lines[1]["error"]
+
+
+def test_room_tag_filter_keeps_only_photos_of_that_room_type(
+    collection: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from search import selectors_search
+
+    target = Photo.objects.get(original_name="p2.jpg")
+    monkeypatch.setattr(selectors_search, "photo_room_tags", lambda ids: {target.pk: "kitchen"})
+    query = _query(tmp_path, _edited(collection["pics"]["p2"]))
+    kitchen = image_search(query, room_tag="kitchen")
+    assert [m.photo.pk for m in kitchen.matches] == [target.pk]
+    assert image_search(query, room_tag="bathroom").matches == []

@@ -110,7 +110,7 @@ def run_scale(sizes: list[int]) -> list[dict[str, Any]]:
             continue
         cmd = [sys.executable, "-m", "bench.clustering", "--scale-worker", str(n)]
         try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=True)
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, check=True)
         except (subprocess.TimeoutExpired, subprocess.CalledProcessError) as exc:
             rows.append({"n": n, "failed": str(exc)[-500:]})
             print(f"scale {n}: failed: {rows[-1]['failed']}", flush=True)

@@ -1,12 +1,13 @@
 """Quick quality check behind the default preprocessing of effnet-lite0.
 
-python -m bench.extract_variants [--limit 200] [--sources 50] [--threads 2]
+python -m bench.extract_variants [--limit 200] [--sources 50] [--threads 2] [--configs squash:tf,crop:tf]
 
 Compares resize (squash the full frame vs shorter side + centre crop), pooling (average vs GeM p=3) and input
 normalisation (TensorFlow-Lite (x-127)/128 vs ImageNet mean/std) on the houses photos:
-- near duplicates: re-encoded (half size, JPEG q50), mirrored, 80% crops and mirrored 90% crops of photos are
-  searched among the originals: recall@1 and margin (cosine to the source minus the best other photo);
-- semantics: room-type accuracy of the nearest photo from another house (what clustering relies on).
+- near duplicates: re-encoded (half size, JPEG q50), mirrored, 80% and 60% crops and mirrored 90% crops of
+  photos are searched among the originals: recall@1 and margin (cosine to the source minus the best other);
+- semantics: room-type accuracy of the nearest photo from another house (what clustering relies on);
+- same room: ScanNet views whose other view is the nearest among all originals and views.
 Originals that are the same photo (the dataset holds real copies) count as one.
 """
 

@@ -169,13 +169,22 @@ class CandidateRow:
 class Collection:
     """Stored photos: embedding matrix plus per-photo evidence, with a brute-force global search."""
 
-    def __init__(self, records: Sequence[PhotoRecord]) -> None:
+    def __init__(self, records: Sequence[PhotoRecord], centre: np.ndarray | None = None) -> None:
         self.records = list(records)
-        self.matrix = np.stack([r.embedding for r in records]).astype(np.float32)  # (N, D)
+        # Optional centring on the collection mean: cosine of (x - mean) spreads the compressed GeM range.
+        self.centre = centre
+        self.matrix = np.stack([self.vector(r) for r in records]).astype(np.float32)  # (N, D)
+
+    def vector(self, rec: PhotoRecord) -> np.ndarray:
+        """The (optionally centred) unit vector the global search compares."""
+        if self.centre is None:
+            return rec.embedding
+        v = rec.embedding - self.centre
+        return v / (np.linalg.norm(v) + 1e-12)
 
     def shortlist(self, q: PhotoRecord, k: int, exclude: Iterable[int] = ()) -> list[tuple[int, float]]:
         """Top-k ids by cosine (the GeM embedding is nearly mirror-invariant: no separate mirror query)."""
-        scores = self.matrix @ q.embedding  # (N,)
+        scores = self.matrix @ self.vector(q)  # (N,)
         for i in exclude:
             scores[i] = -np.inf
         top = np.argsort(-scores)[:k]

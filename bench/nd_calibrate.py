@@ -17,9 +17,8 @@ TARGET_PRECISION = 0.995  # calibration aims above the 0.99 target so the test s
 GRID = {
     "edited_min_inliers": [8, 10, 12, 15, 20, 25, 30],
     "edited_min_inlier_ratio": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6],
-    "edited_min_coverage": [0.0, 0.05, 0.1, 0.2, 0.3],
+    "edited_min_coverage": [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3],
     "edited_max_residual": [1.0, 1.5, 2.0, 3.0],
-    "edited_max_phash": [-1, 2, 4, 6],
 }
 
 
@@ -65,19 +64,21 @@ def _score(a: dict[str, np.ndarray], mask: np.ndarray, n_pos_queries: int) -> tu
 def calibrate_edited(
     queries: Sequence[_QueryLike], rows: Sequence[CandidateRow], base: LevelThresholds
 ) -> LevelThresholds:
-    """Grid search: best query recall with pair precision >= TARGET_PRECISION; ties go to stricter values."""
+    """pHash bound at half the closest unrelated pair; geometric bounds by grid search for the best recall
+    with pair precision >= TARGET_PRECISION (ties go to stricter values)."""
     a = _arrays(queries, rows, base.verify_top_k)
+    max_phash = int(a["phash"][~a["pos"]].min()) // 2 if (~a["pos"]).any() else base.edited_max_phash
     n_pos = sum(1 for q in queries if q.positives)
     best: tuple[float, float, tuple[float, ...]] | None = None
     best_t: dict[str, float] = {}
     for values in itertools.product(*GRID.values()):
-        t = dict(zip(GRID, values, strict=True))
+        t = {**dict(zip(GRID, values, strict=True)), "edited_max_phash": max_phash}
         recall, precision = _score(a, _edited_mask(a, t), n_pos)
         if precision < TARGET_PRECISION:
             continue
-        # Stricter = more inliers/ratio/coverage, smaller residual/phash: prefer it when recall ties.
+        # Stricter = more inliers/ratio/coverage, smaller residual: prefer it when recall ties.
         strict = (t["edited_min_inliers"], t["edited_min_inlier_ratio"], t["edited_min_coverage"])
-        key = (round(recall, 6), precision, (*strict, -t["edited_max_residual"], -t["edited_max_phash"]))
+        key = (round(recall, 6), precision, (*strict, -t["edited_max_residual"]))
         if best is None or key > best:
             best, best_t = key, t
     if not best_t:

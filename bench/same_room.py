@@ -163,6 +163,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--house-queries", type=int, default=400, help="test-house listing photos run as queries"
     )
+    parser.add_argument(
+        "--centre",
+        action="store_true",
+        help="global search on embeddings centred on the listing photos' mean",
+    )
     return parser.parse_args(argv)
 
 
@@ -187,19 +192,21 @@ def main(argv: list[str] | None = None) -> int:
     mv = compute_records(
         f"multiview_{tag}", [(f"multiview/{r}/{p.name}", _loader(p, None, "")) for p, r in views], CFG
     )
-    collection = Collection([*stored, *mv])
+    centre = np.mean([r.embedding for r in stored], axis=0) if args.centre else None
+    collection = Collection([*stored, *mv], centre)
+    ctag = "_centred" if args.centre else ""
     rooms = {len(stored) + j: room for j, (_, room) in enumerate(views)}
     queries = [(len(stored) + j, rec) for j, rec in enumerate(mv)]
-    mv_rows = rows_for(collection, queries, args.k, "multiview")
+    mv_rows = rows_for(collection, queries, args.k, f"multiview{ctag}")
     split = sr_calibrate.house_split(houses, args.seed)
     groups = duplicate_groups(stored)
     linked = sr_calibrate.linked_photos(houses, groups)
-    calib = sr_calibrate.calibration_rows(collection, stored, split["calib"], args.k)
-    t = sr_calibrate.calibrate(calib, linked, LevelThresholds(), houses, stored, split["calib"])
+    calib = sr_calibrate.calibration_rows(collection, stored, split["calib"], args.k, ctag)
+    t = sr_calibrate.calibrate(calib, linked, LevelThresholds(), houses, collection, split["calib"])
     house_q = [
         (i, replace(stored[i], key=f"{stored[i].key}#{i}")) for i in split["test"][: args.house_queries]
     ]
-    house_rows = rows_for(collection, house_q, args.k, f"houses_s{args.seed}")
+    house_rows = rows_for(collection, house_q, args.k, f"houses_s{args.seed}{ctag}")
     report: dict[str, Any] = {"machine": MACHINE, "args": vars(args), "thresholds": t.to_dict()}
     keys = {rec.key: i for i, rec in queries}
     report["multiview"] = evaluate(mv_rows, rooms, keys, t)
@@ -210,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     report["house_queries"] = house_false_matches(house_rows, linked, t)
     sr_calibrate.print_report(report)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "same_room.json").write_text(json.dumps(report, indent=2, default=str))
+    (RESULTS / f"same_room{ctag}.json").write_text(json.dumps(report, indent=2, default=str))
     return 0
 
 

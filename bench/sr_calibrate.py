@@ -49,10 +49,10 @@ def linked_photos(houses: list[Path], groups: list[int]) -> dict[int, set[int]]:
 
 
 def calibration_rows(
-    collection: Collection, stored: list[PhotoRecord], indices: list[int], k: int
+    collection: Collection, stored: list[PhotoRecord], indices: list[int], k: int, tag: str
 ) -> list[CandidateRow]:
     """Listing photos of the calibration houses against the listing photos only (no multiview photo)."""
-    path = CACHE / f"sr_rows_{verify_tag()}_calib_k{k}.jsonl"
+    path = CACHE / f"sr_rows_{verify_tag()}{tag}_calib_k{k}.jsonl"
     rows = load_rows(path)
     done = {r.query for r in rows}
     multiview = list(range(len(stored), len(collection.records)))
@@ -87,7 +87,7 @@ def calibrate(
     linked: dict[int, set[int]],
     base: LevelThresholds,
     houses: list[Path],
-    stored: list[PhotoRecord],
+    collection: Collection,
     indices: list[int],
 ) -> LevelThresholds:
     """Same-room thresholds above every unrelated-listing pair (x MARGIN) and the similar-look floor."""
@@ -98,7 +98,7 @@ def calibrate(
         # Fewest inliers wins (most recall); then the loosest ratio/coverage.
         options.append((needed, ratio, cover))
     needed, ratio, cover = min(options)
-    floor = similar_floor(stored, indices, linked, houses)
+    floor = similar_floor(collection, indices, linked, houses)
     return replace(
         base,
         same_room_min_inliers=needed,
@@ -109,11 +109,11 @@ def calibrate(
 
 
 def similar_floor(
-    stored: list[PhotoRecord], indices: list[int], linked: dict[int, set[int]], houses: list[Path]
+    collection: Collection, indices: list[int], linked: dict[int, set[int]], houses: list[Path]
 ) -> float:
     """Lowest cosine above which SIMILAR_ROOM_TYPE_PRECISION of unrelated listing pairs share a room type."""
     room = np.array([houses[i].stem.split("_")[1] for i in indices])
-    emb = np.stack([stored[i].embedding for i in indices])  # (n, D)
+    emb = collection.matrix[indices]  # (n, D), in the space the global search compares
     sims = emb @ emb.T
     upper = np.triu_indices(len(indices), 1)
     unrelated = np.array([indices[b] not in linked[indices[a]] for a, b in zip(*upper, strict=True)])

@@ -93,8 +93,9 @@ def _die_with_parent() -> Callable[[], None] | None:
 
 def _spawn(name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> Service:
     log_dir.mkdir(parents=True, exist_ok=True)
-    log_path = log_dir / f"{name}.log"
-    with open(log_path, "ab") as log:
+    # One log per process start: readiness checks must never read an earlier process's lines.
+    log_path = log_dir / f"{name}-{uuid.uuid4().hex[:8]}.log"
+    with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             argv,
             cwd=ROOT,

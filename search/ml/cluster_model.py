@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from search.ml.cluster_ops import KnnIndex
 
 MODEL_FORMAT = 1
 
@@ -65,6 +67,24 @@ class ClusterModel:
     outlier_stats: np.ndarray  # (2,) centre, scale of log k-NN distance in PCA space
     centres: np.ndarray  # (K, P)
     centre_scales: np.ndarray  # (K,)
+    # k-NN indexes over the fit points, built on first use and never saved
+    _indexes: dict[str, KnnIndex] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def reduced_index(self) -> KnnIndex:
+        """k-NN index over the fit points in PCA space (UMAP transform, outlier distances)."""
+        if "reduced" not in self._indexes:
+            self._indexes["reduced"] = KnnIndex(self.fit_reduced, seed=self.config.seed)
+        return self._indexes["reduced"]
+
+    def vote_index(self) -> tuple[KnnIndex, np.ndarray]:
+        """k-NN index over the voting fit points in the UMAP embedding, and their rows."""
+        # "knn" policy: new photos vote among clustered fit points only; "none": noise can win the vote
+        voters = np.flatnonzero(self.fit_labels >= 0)
+        if self.config.noise_reassign != "knn" or len(voters) == 0:
+            voters = np.arange(len(self.fit_labels))
+        if "vote" not in self._indexes:
+            self._indexes["vote"] = KnnIndex(self.fit_embedding[voters], seed=self.config.seed)
+        return self._indexes["vote"], voters
 
     @property
     def n_clusters(self) -> int:
@@ -73,7 +93,7 @@ class ClusterModel:
 
     def to_bytes(self) -> bytes:
         """Serialise to .npz bytes (no pickle)."""
-        arrays = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "config"}
+        arrays = {name: getattr(self, name) for name in _array_fields()}
         buf = io.BytesIO()
         header = json.dumps({"format": MODEL_FORMAT, "config": config_to_dict(self.config)})
         np.savez_compressed(buf, header=np.array(header), **arrays)
@@ -86,7 +106,7 @@ class ClusterModel:
             header = json.loads(str(npz["header"]))
             if header["format"] != MODEL_FORMAT:
                 raise ValueError(f"unsupported cluster model format {header['format']}")
-            arrays = {f.name: npz[f.name] for f in fields(cls) if f.name != "config"}
+            arrays = {name: npz[name] for name in _array_fields()}
         return cls(config=config_from_dict(header["config"]), **arrays)
 
     def save(self, path: Path) -> None:
@@ -109,3 +129,8 @@ class Assignment:
     embedding: np.ndarray  # (N, umap_dim) float32
     outlier_scores: np.ndarray  # (N,) float32 in [0, 1)
     centrality: np.ndarray  # (N,) float32 in [0, 1]
+
+
+def _array_fields() -> list[str]:
+    """ClusterModel fields stored in the .npz (everything but the config and caches)."""
+    return [f.name for f in fields(ClusterModel) if f.name != "config" and not f.name.startswith("_")]

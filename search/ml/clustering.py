@@ -156,8 +156,9 @@ def _fit_model(
         mean, components = ops.fit_pca(x_fit, cfg.pca_dim, cfg.seed)
         reduced = ops.apply_pca(x_fit, mean, components)
     with progress.stage("umap"):
-        # one exact self-k-NN (column 0 is the point itself) serves both UMAPs and the outlier rule
-        knn = ops.knn_search(reduced, reduced, max(cfg.umap_neighbors, cfg.outlier_neighbors + 1))
+        # one self-k-NN (column 0 is the point itself) serves both UMAPs and the outlier rule
+        index = ops.KnnIndex(reduced, seed=cfg.seed)
+        knn = index.search(reduced, max(cfg.umap_neighbors, cfg.outlier_neighbors + 1))
         emb, umap_ab = _fit_umap(reduced, knn, cfg.umap_dim, cfg.umap_min_dist, cfg, "spectral")
     with progress.stage("hdbscan"):
         raw, probs = _hdbscan(emb, cfg)
@@ -188,6 +189,7 @@ def _fit_model(
         centres=centres,
         centre_scales=scales,
     )
+    model._indexes["reduced"] = index  # the assign stage reuses it
     return model, raw, kth
 
 
@@ -263,7 +265,7 @@ def _assign_chunk(model: ClusterModel, x: np.ndarray, seed: int) -> Assignment:
     """Place one chunk of (n, D) features: PCA, exact k-NN to the fit points, UMAP transform, k-NN vote."""
     cfg = model.config
     reduced = ops.apply_pca(x, model.pca_mean, model.pca_components)
-    idx, dist = ops.knn_search(model.fit_reduced, reduced, max(cfg.umap_neighbors, cfg.outlier_neighbors))
+    idx, dist = model.reduced_index().search(reduced, max(cfg.umap_neighbors, cfg.outlier_neighbors))
     knn_u = (idx[:, : cfg.umap_neighbors], dist[:, : cfg.umap_neighbors])
     ab = (float(model.umap_ab[0]), float(model.umap_ab[1]))
     emb = ops.umap_transform(*knn_u, model.fit_embedding, ab, cfg.transform_epochs, seed)
@@ -272,10 +274,8 @@ def _assign_chunk(model: ClusterModel, x: np.ndarray, seed: int) -> Assignment:
         map_xy = ops.umap_transform(*knn_u, model.fit_map, map_ab, cfg.transform_epochs, seed)
     else:
         map_xy = np.zeros((len(x), 0), dtype=np.float32)
-    # "knn" policy: new photos vote among clustered fit points only; "none": noise can win the vote
-    voters = np.flatnonzero(model.fit_labels >= 0) if cfg.noise_reassign == "knn" else np.array([], int)
-    voters = voters if len(voters) else np.arange(len(model.fit_labels))
-    vidx, vdist = ops.knn_search(model.fit_embedding[voters], emb, cfg.reassign_neighbors)
+    index, voters = model.vote_index()
+    vidx, vdist = index.search(emb, cfg.reassign_neighbors)
     labels, probs = ops.knn_vote(model.fit_labels[voters][vidx], vdist, model.fit_probabilities[voters][vidx])
     kth = dist[:, cfg.outlier_neighbors - 1]
     if cfg.outlier_z is not None:

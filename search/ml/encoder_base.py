@@ -64,7 +64,7 @@ class Encoder(ABC):
         self.prep = prep
         self.device = device
         shape = (1, 3, 1, 1)
-        # Folded normalisation: x_norm = x_uint8 * scale + shift, with ImageNet-style mean/std.
+        # Folded normalisation: x_norm = x_uint8 * scale + shift, from the encoder's mean/std.
         std = torch.tensor(prep.std, dtype=torch.float32).view(shape)
         mean = torch.tensor(prep.mean, dtype=torch.float32).view(shape)
         self._scale = (1.0 / (255.0 * std)).to(device)
@@ -97,7 +97,7 @@ class Encoder(ABC):
         return self.normalise(stack_images(images, self.prep))
 
     def _autocast(self) -> torch.autocast:
-        # float16 only on CUDA; CPU stays float32 so results are deterministic and exact.
+        # float16 only on CUDA; CPU stays float32 (deterministic for the same batch).
         return torch.autocast(
             device_type=self.device.type, dtype=torch.float16, enabled=self.device.type == "cuda"
         )

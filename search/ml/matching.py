@@ -45,19 +45,24 @@ class LevelThresholds:
     """Decision thresholds; defaults are the values calibrated by bench.near_duplicates / bench.same_room."""
 
     # Edited copy: one affine map (crop, pad, resize, rotation; mirror via the flipped query) explains it.
-    edited_min_inliers: int = 25
-    edited_min_inlier_ratio: float = 0.5
+    # Calibrated by bench.near_duplicates (best recall at pair precision >= 0.995 on the calibration houses).
+    edited_min_inliers: int = 15
+    edited_min_inlier_ratio: float = 0.3
     edited_min_coverage: float = 0.3
-    edited_max_residual: float = 1.5
-    # A tiny pHash distance alone also means an edited copy (photos too flat for keypoints).
-    edited_max_phash: int = 4
+    edited_max_residual: float = 1.0
+    # A small pHash distance alone also means an edited copy (tiny or flat photos with few keypoints):
+    # half the smallest distance seen between two different calibration photos.
+    edited_max_phash: int = 7
     # Same room, other angle: many inliers to a fundamental matrix or homography, spread over the picture.
-    same_room_min_inliers: int = 40
-    same_room_min_inlier_ratio: float = 0.4
-    same_room_min_coverage: float = 0.15
-    same_room_min_global: float = 0.3
-    # Similar look: global cosine floor.
-    similar_min_score: float = 0.55
+    # Calibrated above every unrelated-listing pair seen (x1.25) by bench.same_room.
+    same_room_min_inliers: int = 42
+    same_room_min_inlier_ratio: float = 0.2
+    same_room_min_coverage: float = 0.05
+    # Optional guard on the global cosine for the same-room level (-1 = off).
+    same_room_min_global: float = -1.0
+    # Similar look: global cosine floor (raw GeM effnet-lite0 cosine; bench.same_room calibrates it as the
+    # lowest cosine above which most unrelated listing pairs show the same kind of room).
+    similar_min_score: float = 0.547
     # How many global neighbours get local verification, and how many of those also try the mirrored query
     # (the global embedding is nearly mirror-invariant, so a mirrored copy's original ranks near the top).
     verify_top_k: int = 30

@@ -80,7 +80,7 @@ def test_import_photos_inline_imports_processes_and_is_idempotent(tmp_path: Path
     call_command("import_photos", str(root), "--inline")
     assert Listing.objects.count() == 2
     assert Listing.objects.get(external_id="house-1").price == 869500
-    assert Photo.objects.filter(status=Photo.Status.PROCESSED).count() == 3
+    assert Photo.objects.filter(status=Photo.Status.INDEXED).count() == 3  # processed, extracted, indexed
     copy = Photo.objects.get(status=Photo.Status.DUPLICATE)
     assert copy.room_tag == "kitchen" and copy.duplicate_of.listing.external_id == "house-1"
     assert set(Job.objects.values_list("status", flat=True)) == {Job.Status.SUCCEEDED}

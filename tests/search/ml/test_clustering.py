@@ -194,3 +194,17 @@ def test_numpy_smooth_knn_dist_matches_umap() -> None:
         ref_sigma, ref_rho = smooth_knn_dist.py_func(dist, 15.0, local_connectivity=connectivity)
         np.testing.assert_allclose(rho, ref_rho, rtol=1e-5)
         np.testing.assert_allclose(sigma, ref_sigma, rtol=1e-3)
+
+
+def test_ivf_knn_for_big_batches_matches_exact_search_and_is_repeatable() -> None:
+    rng = np.random.default_rng(0)
+    base = (rng.normal(size=(20, 8)) * 5)[rng.integers(0, 20, 5_000)] + rng.normal(size=(5_000, 8))
+    queries = base[:2_000] + rng.normal(size=(2_000, 8)) * 0.1
+    exact, _ = cluster_ops.KnnIndex(base, ivf_min_base=10**9).search(queries, 10)
+    index = cluster_ops.KnnIndex(base, ivf_min_base=5_000, ivf_min_queries=1_000)
+    approx, dist = index.search(queries, 10)
+    assert index._ivf is not None  # the IVF path was taken
+    assert np.mean((approx[:, :, None] == exact[:, None, :]).any(2)) > 0.95
+    assert (np.diff(dist, axis=1) >= 0).all()
+    again = cluster_ops.KnnIndex(base, ivf_min_base=5_000, ivf_min_queries=1_000).search(queries, 10)[0]
+    assert np.array_equal(again, approx)

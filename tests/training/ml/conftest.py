@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +15,12 @@ from training.ml.config import PRESETS, GanConfig
 
 
 @pytest.fixture(autouse=True)
-def _few_threads() -> None:
-    # The machine is shared; tiny models gain nothing from more threads and results stay reproducible.
+def _one_thread() -> Iterator[None]:
+    # Tiny models gain nothing from threads, and on a busy machine OpenMP barriers make them far slower.
+    before = torch.get_num_threads()
     torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _photo(rng: np.random.Generator, w: int, h: int) -> Image.Image:

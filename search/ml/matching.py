@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from search.ml.hashing import hamming
 from search.ml.localmatch import LocalConfig, LocalFeatures, Verification, verify
 
 __all__ = [
@@ -75,7 +76,7 @@ class LevelThresholds:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LevelThresholds:
         """Build from a dict, ignoring unknown keys and keeping defaults for missing ones."""
-        names = {f.name: f.type for f in dataclasses.fields(cls)}
+        names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
@@ -190,7 +191,7 @@ def _candidate(
     v = None
     if rank < t.verify_top_k and q.features is not None and s.features is not None:
         v = verify(q.features, s.features, cfg, mirror=None if rank < t.verify_mirror_top_k else False)
-    dist = None if s.phash is None else int(bin((q.phash ^ s.phash) & ((1 << 64) - 1)).count("1"))
+    dist = None if s.phash is None else hamming(q.phash, s.phash)
     return Candidate(ident, score, q.sha256 == s.sha256, dist, v)
 
 

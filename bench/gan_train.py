@@ -25,7 +25,7 @@ from PIL import Image
 from torch.utils.data import TensorDataset
 
 from tests.shared_data import shared_data_dir
-from training.ml.config import PRESETS, GanConfig, resolutions, total_steps
+from training.ml.config import PRESETS, GanConfig, config_from_dict, config_to_dict, resolutions, total_steps
 from training.ml.data import batch_stream, list_images, make_dataset, tensor_to_uint8
 from training.ml.fd import frechet_distance
 from training.ml.loop import StepStats, _Amp, train, train_step
@@ -103,7 +103,7 @@ def _proc_status_mib(key: str) -> float:
 def _rss_child(cfg_dict: dict[str, Any], res: int, q: Any) -> None:
     torch.set_num_threads(1)
     idle = _proc_status_mib("VmRSS")  # after imports, before any model exists
-    cfg = GanConfig(**{**cfg_dict, "betas": tuple(cfg_dict["betas"])})
+    cfg = config_from_dict(cfg_dict)
     s = new_state(cfg, torch.device("cpu"))
     data = TensorDataset(torch.rand(cfg.batch_size * 2, 3, cfg.final_size, cfg.final_size) * 2 - 1)
     stream, amp = batch_stream(data, cfg.batch_size, 0), _Amp(s)
@@ -135,7 +135,7 @@ def memory_per_batch(cfg: GanConfig, batch_sizes: list[int], device: torch.devic
             continue
         ctx = mp.get_context("spawn")
         q = ctx.Queue()
-        p = ctx.Process(target=_rss_child, args=(dataclasses.asdict(c), c.final_size, q))
+        p = ctx.Process(target=_rss_child, args=(config_to_dict(c), c.final_size, q))
         p.start()
         p.join(timeout=600)
         if p.exitcode != 0 or q.empty():

@@ -44,6 +44,10 @@ class GanConfig:
     ema_decay: float = 0.999
     progressive: bool = True  # False: plain WGAN-GP at final_size from step 0 (comparison baseline)
     encoder_weight: float = 1.0  # multiplies the encoder loss; 0 turns encoder training off
+    # The encoder is not in the adversarial game, so it can use a faster optimiser than G and D: with
+    # equalised LR, lr 1e-3 / beta1 0 inverted a fixed 8 px generator ~3x slower than 5e-3 / 0.9.
+    encoder_lr: float = 5e-3
+    encoder_betas: tuple[float, float] = (0.9, 0.99)
     recon_weight: float = 1.0  # real-photo reconstruction terms relative to latent reconstruction
     feature_weight: float = 0.1  # discriminator-feature term within the real-photo reconstruction
     embed_dim: int | None = None  # the encoder inverts G, so it must equal latent_dim (None: latent_dim)
@@ -63,6 +67,7 @@ class GanConfig:
         if self.embed_dim is None:
             self.embed_dim = self.latent_dim
         self.betas = (float(self.betas[0]), float(self.betas[1]))
+        self.encoder_betas = (float(self.encoder_betas[0]), float(self.encoder_betas[1]))
         _validate(self)
 
 
@@ -120,7 +125,7 @@ def phase_at(cfg: GanConfig, step: int) -> tuple[int, float, Phase]:
 def config_to_dict(cfg: GanConfig) -> dict[str, Any]:
     """Plain-dict form of a config (JSON- and weights_only-safe)."""
     d = dataclasses.asdict(cfg)
-    d["betas"] = list(cfg.betas)
+    d["betas"], d["encoder_betas"] = list(cfg.betas), list(cfg.encoder_betas)
     return d
 
 
@@ -131,8 +136,9 @@ def config_from_dict(d: dict[str, Any]) -> GanConfig:
     if unknown:
         raise ValueError(f"unknown GanConfig fields: {sorted(unknown)}")
     kwargs = dict(d)
-    if "betas" in kwargs:
-        kwargs["betas"] = tuple(kwargs["betas"])
+    for key in ("betas", "encoder_betas"):
+        if key in kwargs:
+            kwargs[key] = tuple(kwargs[key])
     return GanConfig(**kwargs)
 
 

@@ -65,8 +65,8 @@ def fixed_latents(cfg: GanConfig, n: int, salt: int = _FIXED_LATENT_SALT) -> tor
     return torch.randn(n, cfg.latent_dim, generator=g)
 
 
-def _adam(params: Any, cfg: GanConfig) -> torch.optim.Adam:
-    return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, eps=1e-8)
+def _adam(params: Any, lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
+    return torch.optim.Adam(params, lr=lr, betas=betas, eps=1e-8)
 
 
 def new_state(cfg: GanConfig, device: torch.device) -> TrainState:
@@ -84,9 +84,9 @@ def new_state(cfg: GanConfig, device: torch.device) -> TrainState:
         d=d,
         e=e,
         g_ema=g_ema,
-        opt_g=_adam(g.parameters(), cfg),
-        opt_d=_adam(d.parameters(), cfg),
-        opt_e=_adam(e.parameters(), cfg),
+        opt_g=_adam(g.parameters(), cfg.lr, cfg.betas),
+        opt_d=_adam(d.parameters(), cfg.lr, cfg.betas),
+        opt_e=_adam(e.parameters(), cfg.encoder_lr, cfg.encoder_betas),
         gen=torch.Generator().manual_seed(cfg.seed),
         fixed_latents=fixed_latents(cfg, cfg.n_samples),
     )

@@ -23,7 +23,7 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from bench.clustering_data import HIST_HOG, Houses, house_features, load_houses
-from bench.clustering_scale import run_scale
+from bench.clustering_scale import project, run_scale
 from search.ml.clustering import ClusterConfig, assign_clusters, config_to_dict, fit_clusters
 
 RESULTS = Path(__file__).resolve().parent / "results" / "clustering.json"
@@ -195,6 +195,7 @@ def main() -> None:
         ran = run_scale([int(s) for s in sizes.split(",")])
         kept = [r for r in out.get("scale", []) if r["n"] not in {r2["n"] for r2 in ran}]
         out["scale"] = sorted(kept + ran, key=lambda r: int(r["n"]))
+        out["projection"] = project(out["scale"])
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(out, indent=2))
     print(f"wrote {RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS}")

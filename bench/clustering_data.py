@@ -158,8 +158,8 @@ def synthetic_features(
     spread = rng.uniform(0.5, 1.2, size=n_clusters)
     lift = (rng.normal(size=(32, dim)) / np.sqrt(32)).astype(np.float32)
     out = np.empty((n, dim), dtype=np.float32)
-    for start in range(0, n, 100_000):
-        lab = labels[start : start + 100_000]
+    for start in range(0, n, 20_000):  # small chunks keep the generator's float64 temporaries small
+        lab = labels[start : start + 20_000]
         latent = rng.normal(size=(len(lab), 32)) * np.where(lab >= 0, spread[lab], 1.0)[:, None]
         latent += np.where(lab[:, None] >= 0, centres[lab], rng.uniform(-12, 12, size=(len(lab), 32)))
         block = latent.astype(np.float32) @ lift + rng.normal(size=(len(lab), dim)).astype(np.float32) * 0.3

@@ -245,6 +245,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    started = time.perf_counter()
     cpu = torch.device("cpu")
     smoke = PRESETS["cpu-smoke"]
     paths = _photos()
@@ -280,6 +281,8 @@ def main(argv: list[str] | None = None) -> None:
         out["fd_budget"] = fd_budget(fd_cfg, paths, budget, fn)
         _print_table(f"FD-Lite after {budget} steps, seed {smoke.seed} ({name})", out["fd_budget"])
         print(f"real-vs-real FD-Lite (2 x {fd_cfg.fd_samples} photos): {out['fd_real_vs_real']:.4f}")
+    out["total_wall_s"] = time.perf_counter() - started
+    print(f"total wall time: {out['total_wall_s']:.0f} s")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(out, indent=2, default=str))
     print(f"\nwrote {RESULTS}")

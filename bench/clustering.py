@@ -5,7 +5,7 @@
 Houses (Ahmed & Moustafa, IJCCI 2016): clusters vs room type (ARI, NMI, noise share) per encoder and
 setting; k-NN-5 room purity of the features; incremental assignment of a 20 % hold-out vs a full refit.
 Scale: synthetic encoder-like vectors, each size in a fresh process (peak RSS, cold vs warm numba).
-Writes bench/results/clustering.json.
+Writes bench/results/clustering.json (--quick: clustering_quick.json).
 """
 
 from __future__ import annotations
@@ -186,8 +186,10 @@ def main() -> None:
         "default_config": config_to_dict(DEFAULT),
         "argv": sys.argv[1:],
     }
-    if RESULTS.exists():  # keep sections this run skips
-        out = {**json.loads(RESULTS.read_text()), **out}
+    # quick runs write their own file so they never overwrite the full results
+    results = RESULTS.with_name("clustering_quick.json") if args.quick else RESULTS
+    if results.exists():  # keep sections this run skips
+        out = {**json.loads(results.read_text()), **out}
     if not args.skip_houses:
         out["houses"] = run_houses(args.quick, args.encoders.split(","), out.get("houses"))
     if not args.skip_scale:
@@ -196,9 +198,9 @@ def main() -> None:
         kept = [r for r in out.get("scale", []) if r["n"] not in {r2["n"] for r2 in ran}]
         out["scale"] = sorted(kept + ran, key=lambda r: int(r["n"]))
         out["projection"] = project(out["scale"])
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(out, indent=2))
-    print(f"wrote {RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS}")
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps(out, indent=2))
+    print(f"wrote {results}")
 
 
 if __name__ == "__main__":

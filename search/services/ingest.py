@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Count, F
 
 from search import storage
 from search.ml.normalise import ImageLimits, ImageRejected, Normalised, normalise, probe
@@ -19,8 +21,10 @@ from search.uploads import (
     ZIP_SUFFIXES,
     Readable,
     Staged,
+    StagedFile,
     UploadLimits,
     UploadRejected,
+    clean_name,
     discard_staging,
     expand_zip,
     new_staging_dir,
@@ -86,8 +90,6 @@ def photos_stage(
 
 
 def _stage_one(name: str, stream: Readable, staging: Path, limits: UploadLimits, staged: Staged) -> None:
-    from search.uploads import StagedFile, clean_name
-
     try:
         base = clean_name(name, limits.max_name_length)
         path = stage_stream(stream, base, staging, limits)
@@ -198,8 +200,6 @@ def _dup_text(original: Photo) -> str:
 
 
 def _sha256_file(path: Path) -> str:
-    import hashlib
-
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         while chunk := fh.read(1 << 20):
@@ -237,8 +237,6 @@ def photo_process(photo_id: int) -> Photo | None:
 
 def _photo_attempt(photo_id: int) -> Photo:
     # Counted before the risky decode, so a photo that kills its worker is quarantined eventually.
-    from django.db.models import F
-
     Photo.objects.filter(pk=photo_id).update(attempts=F("attempts") + 1)
     return Photo.objects.get(pk=photo_id)
 
@@ -366,7 +364,5 @@ def _final_count(job_id: int) -> int:
 
 def ingest_summary(job_id: int) -> dict[str, int]:
     """Counts of the job's photos by status."""
-    from django.db.models import Count
-
     rows = Photo.objects.filter(job_id=job_id).values("status").annotate(n=Count("id"))
     return {row["status"]: row["n"] for row in rows}

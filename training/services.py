@@ -97,7 +97,7 @@ def run_resume(
 ) -> TrainingRun:
     """Continue a stopped run from its last checkpoint, optionally to a new total of steps."""
     with transaction.atomic():
-        run = TrainingRun.objects.select_for_update().select_related("job").get(pk=run_id)
+        run = TrainingRun.objects.select_for_update(of=("self",)).select_related("job").get(pk=run_id)
         if run.is_active:
             raise ValidationError(f"run #{run.pk} is still {run.status}; cancel it first")
         target = steps if steps is not None else run.total_steps

@@ -17,7 +17,9 @@ from search.models import IndexVersion, Photo
 from search.selectors import features_matrix
 
 log = logging.getLogger(__name__)
-_cache: dict[str, tuple[int, VectorIndex]] = {}
+# Keyed on the live row's identity, not just its version number: a restored or
+# re-created database (or a test with another data dir) can reuse version 1.
+_cache: dict[str, tuple[tuple[int, int, str], VectorIndex]] = {}
 _cache_lock = threading.Lock()
 
 
@@ -148,17 +150,22 @@ def _live_version(encoder: str) -> int | None:
 
 def index_for_search(encoder: str) -> VectorIndex | None:
     """The live index, loaded once per process and reloaded when a newer version goes live."""
-    version = _live_version(encoder)
-    if version is None:
+    live = (
+        IndexVersion.objects.filter(encoder=encoder, status=IndexVersion.Status.LIVE)
+        .values_list("pk", "version", "path")
+        .first()
+    )
+    if live is None:
         return None
+    key = (int(live[0]), int(live[1]), str(live[2]))
     with _cache_lock:
         cached = _cache.get(encoder)
-        if cached is not None and cached[0] == version:
+        if cached is not None and cached[0] == key:
             return cached[1]
         try:
-            index, info = index_store(encoder).load(version)
+            index, _info = index_store(encoder).load(key[1])
         except IndexCorrupt:
-            log.exception("live %s index v%s unreadable", encoder, version)
+            log.exception("live %s index v%s unreadable", encoder, key[1])
             return cached[1] if cached else None
-        _cache[encoder] = (info.version, index)
+        _cache[encoder] = (key, index)
         return index

@@ -1,9 +1,11 @@
 """Import throughput and upload-to-results latency on the Houses photos.
 
-python -m bench.search_speed [--limit 800] [--queries 50]
+python -m bench.search_speed [--limit 800] [--variants 2] [--queries 50]
 Builds a fresh collection in a temporary data folder (SQLite), imports the photos with
 `import_photos --inline` (normalise + features + index + matches), then posts edited copies of
-collection photos to /api/search/ and times the whole request.
+collection photos to /api/search/ and times the whole request. --variants adds that many re-listings
+of every house (another agent's lightly cropped, recoloured, re-encoded photos) so the collection
+reaches a few thousand photos.
 """
 
 from __future__ import annotations
@@ -36,13 +38,34 @@ def _setup(data_dir: Path) -> None:
     call_command("migrate", verbosity=0)
 
 
-def _subset(houses: Path, limit: int, into: Path) -> Path:
+def _subset(houses: Path, limit: int, into: Path, variants: int) -> Path:
     into.mkdir(parents=True)
     for info in houses.glob("HousesInfo*.txt"):
         shutil.copy(info, into / info.name)
     for path in sorted(houses.glob("*.jpg"), key=lambda p: (int(p.name.split("_")[0]), p.name))[:limit]:
         os.symlink(path, into / path.name)
+        house, room = path.stem.split("_", 1)
+        for v in range(1, variants + 1):
+            # House numbers above 10 000 are re-listings: the importer makes each a listing of its own.
+            (into / f"{10_000 * v + int(house)}_{room}.jpg").write_bytes(_variant(path, v))
     return into
+
+
+def _variant(path: Path, seed: int) -> bytes:
+    """Another agent's copy: a light crop, a colour shift and another JPEG quality."""
+    import random
+
+    from PIL import Image, ImageEnhance
+
+    rng = random.Random(f"{path.name}-{seed}")
+    with Image.open(path) as img:
+        w, h = img.size
+        dx, dy = int(rng.uniform(0, 0.08) * w), int(rng.uniform(0, 0.08) * h)
+        out = img.convert("RGB").crop((dx, dy, w - dx, h - dy))
+    out = ImageEnhance.Color(out).enhance(rng.uniform(0.8, 1.2))
+    buf = io.BytesIO()
+    out.save(buf, "JPEG", quality=rng.randint(70, 90))
+    return buf.getvalue()
 
 
 def _edit(path: Path) -> bytes:
@@ -65,6 +88,7 @@ def _percentile(values: list[float], q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--limit", type=int, default=800)
+    parser.add_argument("--variants", type=int, default=0)
     parser.add_argument("--queries", type=int, default=50)
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -82,7 +106,7 @@ def main() -> None:
     from search.models import Photo, PhotoMatch
     from search.services import accounts
 
-    folder = _subset(shared / "houses", args.limit, work / "houses")
+    folder = _subset(shared / "houses", args.limit, work / "houses", args.variants)
     started = time.perf_counter()
     call_command("import_photos", str(folder), "--inline", stdout=io.StringIO())
     import_s = time.perf_counter() - started
@@ -91,15 +115,18 @@ def main() -> None:
     user = accounts.user_create(username="bench", password="bench-pass-123", role="realtor")
     client = Client(SERVER_NAME="localhost")
     client.force_login(user)
-    queries = sorted(folder.glob("*.jpg"))[: args.queries]
-    latencies, found = [], 0
+    originals = sorted(p for p in folder.glob("*.jpg") if int(p.name.split("_")[0]) < 10_000)
+    queries = originals[: args.queries]
+    latencies, cpu, stages, found = [], [], [], 0
     for path in queries:
         data = _edit(path)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         photo = SimpleUploadedFile(f"edited-{path.name}", data, content_type="image/jpeg")
         response = client.post("/api/search/", {"photo": photo, "k": 10})
         latencies.append(1000 * (time.perf_counter() - t0))
+        cpu.append(1000 * (time.process_time() - c0))
         body = response.json()
+        stages.append(body.get("timings", {}))
         found += any(m["original_name"] == path.name and m["level"] == "edited" for m in body["matches"])
     result = {
         "machine": os.environ.get("BENCH_MACHINE", "2-core x86_64 VM, 24 GiB, CPU only"),
@@ -110,6 +137,12 @@ def main() -> None:
         "queries": len(latencies),
         "search_p50_ms": round(statistics.median(latencies), 1),
         "search_p99_ms": round(_percentile(latencies, 0.99), 1),
+        "search_cpu_p50_ms": round(statistics.median(cpu), 1),
+        **{
+            f"{stage}_p50": round(statistics.median(s.get(stage, 0.0) for s in stages), 1)
+            for stage in ("global_ms", "verify_ms")
+        },
+        "load_average_1min": round(os.getloadavg()[0], 2),
         "edited_copy_found": f"{found}/{len(latencies)}",
     }
     RESULTS.mkdir(exist_ok=True)

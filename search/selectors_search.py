@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import tempfile
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from django.conf import settings
 from PIL import Image, ImageOps
 
@@ -46,6 +48,9 @@ class QueryImage:
     phash: int
     name: str
     exclude_ids: set[int] = field(default_factory=set)
+    # Descriptors already stored for a photo used as the query, so they are not computed again.
+    vector: np.ndarray | None = None  # (D,) search-encoder embedding
+    local: LocalFeatures | None = None
 
 
 @dataclass
@@ -72,6 +77,7 @@ class SearchResult:
         return {
             "query": query,
             "took_ms": round(self.took_ms, 1),
+            "timings": {stage: round(ms, 1) for stage, ms in self.timings.items()},
             "matches": [
                 {
                     "photo_id": row.photo.pk,
@@ -137,7 +143,34 @@ def query_from_photo(photo: Photo) -> QueryImage:
     with Image.open(storage.media_path(stored.image_path)) as img:
         image = img.convert("RGB")
     exclude = {stored.pk, photo.pk, *Photo.objects.filter(duplicate_of=stored).values_list("pk", flat=True)}
-    return QueryImage(image, stored.sha256_pixels, int(stored.phash or "0", 16), photo.original_name, exclude)
+    features = dict(
+        Feature.objects.filter(
+            photo=stored, encoder__in=[settings.FLATSITE_SEARCH_ENCODER, "sift"]
+        ).values_list("encoder", "data")
+    )
+    vector = features.get(settings.FLATSITE_SEARCH_ENCODER)
+    local = features.get("sift")
+    return QueryImage(
+        image,
+        stored.sha256_pixels,
+        int(stored.phash or "0", 16),
+        photo.original_name,
+        exclude,
+        vector=np.frombuffer(bytes(vector), dtype=np.float32) if vector is not None else None,
+        local=LocalFeatures.from_bytes(bytes(local)) if local is not None else None,
+    )
+
+
+# Query SIFT runs beside the global embedding: OpenCV and torch both release the GIL.
+_local_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="query-sift")
+
+
+def _query_local(query: QueryImage) -> Future[LocalFeatures]:
+    if query.local is not None:
+        done: Future[LocalFeatures] = Future()
+        done.set_result(query.local)
+        return done
+    return _local_pool.submit(extract_local, query.image)
 
 
 def _shortlist(query: QueryImage, size: int) -> dict[int, float]:
@@ -146,7 +179,12 @@ def _shortlist(query: QueryImage, size: int) -> dict[int, float]:
     if index is None or len(index) == 0:
         return {}
     # The mirror is searched too, so mirrored copies reach the shortlist.
-    vectors = load_encoder(encoder).embed_images([query.image, ImageOps.mirror(query.image)])  # (2, D)
+    model = load_encoder(encoder)
+    if query.vector is not None and query.vector.shape[0] == model.info.dim:
+        mirrored = model.embed_images([ImageOps.mirror(query.image)])  # (1, D)
+        vectors = np.vstack([query.vector[None, :], mirrored])  # (2, D)
+    else:
+        vectors = model.embed_images([query.image, ImageOps.mirror(query.image)])  # (2, D)
     scores, ids = index.search(vectors, min(size, len(index)))  # (2, k)
     merged = merge_hits((scores[:1], ids[:1]), (scores[1:], ids[1:]))
     return {pid: score for pid, score in merged.items() if pid not in query.exclude_ids}
@@ -167,7 +205,9 @@ def _stored_lookup(ids: list[int], verify_ids: list[int]) -> dict[int, StoredEvi
     }
 
 
-def _match(query: QueryImage, shortlist: dict[int, float], limits: LevelThresholds) -> list[Match]:
+def _match(
+    query: QueryImage, local: Future[LocalFeatures], shortlist: dict[int, float], limits: LevelThresholds
+) -> list[Match]:
     exact_ids = list(
         Photo.objects.filter(sha256_pixels=query.sha256_pixels, duplicate_of__isnull=True)
         .exclude(pk__in=query.exclude_ids)
@@ -176,9 +216,7 @@ def _match(query: QueryImage, shortlist: dict[int, float], limits: LevelThreshol
     ordered = sorted(shortlist, key=lambda pid: -shortlist[pid])
     verify_ids = [*exact_ids, *ordered[: limits.verify_top_k]]
     stored = _stored_lookup([*exact_ids, *ordered], verify_ids)
-    evidence = QueryEvidence(
-        query.sha256_pixels, query.phash, extract_local(query.image) if ordered else None
-    )
+    evidence = QueryEvidence(query.sha256_pixels, query.phash, local.result() if ordered else None)
     return match_shortlist(evidence, shortlist, stored.get, limits, exact_ids=exact_ids)
 
 
@@ -207,9 +245,10 @@ def image_search(query: QueryImage, *, k: int = 10, shortlist: int = 50, room_ta
     With room_tag, only photos carrying that moderator-given room type are returned.
     """
     started = time.perf_counter()
+    local = _query_local(query)
     short = _shortlist(query, shortlist)
     t_global = time.perf_counter()
-    matches = _match(query, short, thresholds())
+    matches = _match(query, local, short, thresholds())
     t_local = time.perf_counter()
     similar = [m for m in matches if m.level == Level.SIMILAR][:k]
     kept = [m for m in matches if m.level != Level.SIMILAR] + similar

@@ -84,6 +84,24 @@ def test_searching_from_a_stored_photo_leaves_it_out(collection: dict[str, Any])
     assert photo.pk not in [m.photo.pk for m in result.matches]
 
 
+def test_searching_from_a_stored_photo_reuses_its_stored_descriptors(
+    collection: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from search import selectors_search
+
+    photo = Photo.objects.get(original_name="p0.jpg")
+    fresh = image_search(query_from_photo(photo))
+
+    def not_again(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("SIFT recomputed for a stored photo")
+
+    monkeypatch.setattr(selectors_search, "extract_local", not_again)
+    query = query_from_photo(photo)
+    assert query.vector is not None and query.local is not None
+    reused = image_search(query)
+    assert [(m.photo.pk, m.level) for m in reused.matches] == [(m.photo.pk, m.level) for m in fresh.matches]
+
+
 def test_listings_sharing_two_copied_photos_are_probable_duplicates(
     collection: dict[str, Any], realtor: Any
 ) -> None:

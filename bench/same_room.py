@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from bench import sr_calibrate
+from bench import sr_calibrate, sr_rerank
 from bench.match_levels_common import (
     CACHE,
     MACHINE,
@@ -38,6 +38,7 @@ from bench.match_levels_common import (
 )
 from bench.near_duplicates import CFG, _loader, config_tag, house_paths, verify_tag
 from search.ml.matching import Level, LevelThresholds, Match, classify, rank_matches
+from search.ml.rerank import rerank_similar
 
 
 def multiview_photos(data_dir: Path) -> list[tuple[Path, str]]:
@@ -81,10 +82,16 @@ def ranked(rows: list[CandidateRow], t: LevelThresholds) -> dict[str, list[Match
 
 
 def evaluate(
-    rows: list[CandidateRow], rooms: dict[int, str], keys: dict[str, int], t: LevelThresholds
+    rows: list[CandidateRow],
+    rooms: dict[int, str],
+    keys: dict[str, int],
+    t: LevelThresholds,
+    rescored: dict[str, dict[int, float]] | None = None,
 ) -> dict[str, Any]:
-    """Recall@5 per room (matcher and plain cosine) and same-room level precision."""
+    """Recall@5 per room (matcher, optionally re-ranked, and plain cosine) and same-room level precision."""
     results = ranked(rows, t)
+    if rescored is not None:
+        results = {q: rerank_similar(m, rescored.get(q, {})) for q, m in results.items()}
     unfloored = ranked(rows, replace(t, similar_min_score=-1.0))
     cosine: dict[str, list[int]] = defaultdict(list)
     for row in sorted(rows, key=lambda r: r.rank):
@@ -154,6 +161,35 @@ def house_false_matches(
     return counts
 
 
+def rerank_report(
+    collection: Collection,
+    items: list[tuple[str, Any]],
+    n_listing: int,
+    rows: list[CandidateRow],
+    rooms: dict[int, str],
+    keys: dict[str, int],
+    t: LevelThresholds,
+) -> dict[str, Any]:
+    """The matcher with the similar level re-ranked (search.ml.rerank), its sensitivity and CPU cost."""
+    lite2, lite2_cpu_s = sr_rerank.lite2_embeddings(f"{len(items)}", items)
+    reranker = sr_rerank.Reranker(collection, lite2, n_listing, t)
+    reranker.set_queries(rows, keys)
+    report = evaluate(rows, rooms, keys, t, reranker.per_query())
+    cost = [reranker.cpu_ms(keys[k], c[: t.verify_top_k]) for k, c in reranker.shortlists.items()]
+    report["cpu_ms_rescore_30"] = float(np.median(cost))
+    report["cpu_ms_lite2_query_embedding"] = lite2_cpu_s * 1000
+    report["sensitivity"] = sr_rerank.sensitivity(
+        collection,
+        lite2,
+        n_listing,
+        t,
+        rows,
+        keys,
+        lambda r, tt: evaluate(rows, rooms, keys, tt, r)["recall@5"],
+    )
+    return report
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -166,7 +202,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--centre",
         action="store_true",
-        help="global search on embeddings centred on the listing photos' mean",
+        help="global search on embeddings centred on the listing photos' mean (also runs the re-ranking)",
     )
     return parser.parse_args(argv)
 
@@ -215,6 +251,10 @@ def main(argv: list[str] | None = None) -> int:
         for f in (0.4, 0.45, 0.5)
     }
     report["house_queries"] = house_false_matches(house_rows, linked, t)
+    if args.centre:
+        items = [(f"houses/{p.name}", _loader(p, None, "")) for p in houses]
+        items += [(f"multiview/{r}/{p.name}", _loader(p, None, "")) for p, r in views]
+        report["rerank"] = rerank_report(collection, items, len(stored), mv_rows, rooms, keys, t)
     sr_calibrate.print_report(report)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"same_room{ctag}.json").write_text(json.dumps(report, indent=2, default=str))

@@ -144,6 +144,17 @@ def print_report(report: dict[str, Any]) -> None:
     )
     for name, v in mv["level_precision"].items():
         print(f"level precision ({name}): {v['precision']:.3f} ({v['correct']}/{v['total']})")
+    rr = report.get("rerank")
+    if rr is not None:
+        print(
+            f"re-ranked similar level (search.ml.rerank): recall@5 {rr['recall@5']:.3f}  "
+            f"ScanNet {rr['recall@5_scannet']:.3f}  same-room precision "
+            f"{rr['level_precision']['same_room']['precision']:.3f}  CPU: re-score 30 "
+            f"{rr['cpu_ms_rescore_30']:.2f} ms, Lite2 query embedding "
+            f"{rr['cpu_ms_lite2_query_embedding']:.0f} ms"
+        )
+        for name, value in rr["sensitivity"].items():
+            print(f"  {name}: recall@5 {value:.3f}")
     h = report["house_queries"]
     print(
         f"listing-photo queries: {h['queries']}, false same-room matches {h['same_room_false']}, "

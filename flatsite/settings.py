@@ -136,7 +136,12 @@ CELERY_TASK_ACKS_LATE = True  # a killed worker's task is redelivered, never los
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# Redis redelivers an unacknowledged task after this many seconds; job leases make that harmless.
+BROKER_VISIBILITY_TIMEOUT = int(os.environ.get("FLATSITE_BROKER_VISIBILITY_TIMEOUT", "3600"))
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, int] = {"visibility_timeout": BROKER_VISIBILITY_TIMEOUT}
+if BROKER_VISIBILITY_TIMEOUT < 100:
+    # kombu looks for expired messages only every 10 x 10 s by default; a short timeout needs more often.
+    CELERY_BROKER_TRANSPORT_OPTIONS.update(unacked_restore_interval=1, unacked_restore_throttle=1)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULE = {
@@ -180,6 +185,11 @@ FLATSITE_MAX_UPLOAD_BYTES = int(os.environ.get("FLATSITE_MAX_UPLOAD_BYTES", str(
 FLATSITE_MAX_FILES_PER_UPLOAD = int(os.environ.get("FLATSITE_MAX_FILES_PER_UPLOAD", "500"))
 FLATSITE_MAX_PIXELS = int(os.environ.get("FLATSITE_MAX_PIXELS", str(50_000_000)))
 FLATSITE_MAX_ZIP_BYTES = int(os.environ.get("FLATSITE_MAX_ZIP_BYTES", str(500 * 1024 * 1024)))
+# Uploaded images are decoded in a child process capped at this much memory (MB on top of the loaded
+# libraries) and wall time, so a hostile file fails alone (search.ml.safe_decode).
+FLATSITE_DECODE_IN_CHILD = env_bool("FLATSITE_DECODE_IN_CHILD", True)
+FLATSITE_DECODE_MEMORY_MB = int(os.environ.get("FLATSITE_DECODE_MEMORY_MB", "1024"))
+FLATSITE_DECODE_TIMEOUT_S = float(os.environ.get("FLATSITE_DECODE_TIMEOUT_S", "20"))
 # Which registered encoder drives search and which drives clustering (see bench/README.md for why).
 FLATSITE_SEARCH_ENCODER = os.environ.get("FLATSITE_SEARCH_ENCODER", "effnet-lite0")
 FLATSITE_CLUSTER_ENCODER = os.environ.get("FLATSITE_CLUSTER_ENCODER", "effnet-lite2")
@@ -188,8 +198,17 @@ FLATSITE_CLUSTER_ENCODER = os.environ.get("FLATSITE_CLUSTER_ENCODER", "effnet-li
 FLATSITE_MATCH_THRESHOLDS = json.loads(os.environ.get("FLATSITE_MATCH_THRESHOLDS", "{}"))
 # True when GPU workers listen on the "gpu" queue; extraction and training are then routed there.
 FLATSITE_GPU_QUEUE = env_bool("FLATSITE_GPU_QUEUE", False)
+# PyTorch intra-op threads of a training worker; unset: 1 for CPU runs (worker processes already share the
+# cores, and oversubscribed OpenMP threads stall each other), PyTorch's default for GPU runs.
+FLATSITE_TORCH_THREADS = (
+    int(os.environ["FLATSITE_TORCH_THREADS"]) if os.environ.get("FLATSITE_TORCH_THREADS") else None
+)
+# Photos sampled (with a fixed seed) by the encoder evaluation on the operations page.
+FLATSITE_EVAL_SAMPLE = int(os.environ.get("FLATSITE_EVAL_SAMPLE", "200"))
 FLATSITE_JOB_HEARTBEAT_TIMEOUT = int(os.environ.get("FLATSITE_JOB_HEARTBEAT_TIMEOUT", "120"))
 FLATSITE_JOB_MAX_ATTEMPTS = int(os.environ.get("FLATSITE_JOB_MAX_ATTEMPTS", "3"))
+# Fault injection for the fault-tolerance tests only (see search/faults.py); unset in production.
+FLATSITE_TEST_FAULTS = os.environ.get("FLATSITE_TEST_FAULTS", "")
 DATA_UPLOAD_MAX_NUMBER_FILES = FLATSITE_MAX_FILES_PER_UPLOAD
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024

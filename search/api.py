@@ -6,8 +6,8 @@ from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers, status
-from rest_framework.exceptions import APIException, NotFound, PermissionDenied
+from rest_framework import serializers
+from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -99,11 +99,6 @@ class ListingDetailApi(APIView):
         return Response(ListingSerializer(listing).data)
 
 
-class QueueUnavailable(APIException):
-    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    default_detail = "The job queue is unavailable; try again shortly."
-
-
 class ListingPhotosApi(APIView):
     parser_classes = [MultiPartParser]
 
@@ -126,6 +121,8 @@ class ListingPhotosApi(APIView):
             "job": result.job.pk if result.job else None,
             "outcomes": [o.as_dict() for o in result.outcomes],
         }
+        if result.queue_unavailable:  # the photos are stored; the reconciler queues the job later
+            return Response({"error": ingest.QUEUE_UNAVAILABLE, "detail": payload}, status=503)
         return Response(payload, status=201)
 
 

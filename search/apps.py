@@ -13,6 +13,6 @@ class SearchConfig(AppConfig):
         # OpenMP threads fighting over the same cores made single queries ~10x slower (bench/README.md).
         import faiss
 
-        from search import tasks, tasks_clusters  # noqa: F401
+        from search import tasks, tasks_clusters, tasks_ops  # noqa: F401
 
         faiss.omp_set_num_threads(int(os.environ.get("FLATSITE_FAISS_THREADS", "1")))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -10,8 +12,44 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from search import events, roles, selectors
 
 
-class JobConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
-    """Live snapshots of one job for users allowed to watch it."""
+class CoalescingSender(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
+    """Sends each key's newest snapshot at most every SEND_INTERVAL_S; newer ones replace waiting ones.
+
+    Daphne buffers whatever a slow client has not read yet, without limit, so forwarding every event
+    would grow the server without bound in a burst. Snapshots are complete, so only the newest matters.
+    """
+
+    SEND_INTERVAL_S = 0.1
+    _pending: dict[Any, dict[str, Any]]
+    _sent_at: float = 0.0
+    _flusher: asyncio.Task[None] | None = None
+
+    async def send_latest(self, key: Any, message: dict[str, Any]) -> None:
+        """Queue message as key's newest state; a flush within SEND_INTERVAL_S sends it."""
+        if not hasattr(self, "_pending"):
+            self._pending = {}
+        self._pending[key] = message
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.ensure_future(self._flush())
+
+    async def _flush(self) -> None:
+        while self._pending:
+            wait = self._sent_at + self.SEND_INTERVAL_S - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)  # events arriving meanwhile replace what waits
+            batch, self._pending = self._pending, {}
+            self._sent_at = time.monotonic()
+            for message in batch.values():
+                await self.send_json(message)
+
+    def stop_sending(self) -> None:
+        """Drop what waits (the socket is closing)."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+
+
+class JobConsumer(CoalescingSender):
+    """Live snapshots of one job for users allowed to watch it (coalesced for slow pages)."""
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -37,6 +75,7 @@ class JobConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         return data
 
     async def disconnect(self, code: int) -> None:
+        self.stop_sending()
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
@@ -45,11 +84,11 @@ class JobConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         if job.get("kind") == "ingest":
             # Per-photo outcomes are read fresh so the page always matches the database.
             job = await self._snapshot(self.scope.get("user"), int(job["id"])) or job
-        await self.send_json({"type": "snapshot", "job": job})
+        await self.send_latest("job", {"type": "snapshot", "job": job})
 
 
-class JobListConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
-    """Live snapshots of every job a user may see (their own; all for admins)."""
+class JobListConsumer(CoalescingSender):
+    """Live snapshots of every job a user may see (their own; all for admins), coalesced per job."""
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -62,8 +101,9 @@ class JobListConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
+        self.stop_sending()
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def job_snapshot(self, event: dict[str, Any]) -> None:
-        await self.send_json({"type": "snapshot", "job": event["job"]})
+        await self.send_latest(event["job"]["id"], {"type": "snapshot", "job": event["job"]})

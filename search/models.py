@@ -41,7 +41,7 @@ class Listing(models.Model):
 
 
 class Job(models.Model):
-    """A long operation (ingest, extract, reindex, cluster, train) and its live progress."""
+    """A long operation (ingest, extract, reindex, cluster, train, evaluate) and its live progress."""
 
     class Kind(models.TextChoices):
         INGEST = "ingest"
@@ -49,6 +49,7 @@ class Job(models.Model):
         REINDEX = "reindex"
         CLUSTER = "cluster"
         TRAIN = "train"
+        EVALUATE = "evaluate"
 
     class Status(models.TextChoices):
         QUEUED = "queued"
@@ -68,6 +69,9 @@ class Job(models.Model):
     result = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True, default="")
     attempts = models.PositiveSmallIntegerField(default=0)
+    # Claims since the job last moved forward; the reconciler gives up at FLATSITE_JOB_MAX_ATTEMPTS,
+    # so a job killed many times while it keeps progressing is never abandoned.
+    stalled_attempts = models.PositiveSmallIntegerField(default=0)
     cancel_requested = models.BooleanField(default=False)
     worker = models.CharField(max_length=255, blank=True, default="")
     created_by = models.ForeignKey(
@@ -77,6 +81,9 @@ class Job(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # When the task was last put on the queue: the reconciler re-sends a queued job at most once per
+    # heartbeat timeout instead of flooding the queue while it waits behind other work.
+    sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from celery import shared_task
+from celery import Task, shared_task
 from django.conf import settings
 
 from search.models import Job
 from search.services import features, ingest, jobs
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
-def photos_process(job_id: int) -> None:
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def photos_process(self: Task, job_id: int) -> None:
     """Normalise the photos of an ingest job (idempotent: a redelivery finds nothing to claim)."""
-    if jobs.job_claim(job_id) is None:
+    # The worker's node name on the job row says which worker holds the lease.
+    if jobs.job_claim(job_id, worker=self.request.hostname) is None:
         return
     ingest.job_ingest_run(job_id)
 

@@ -165,6 +165,8 @@ def _extract_bounded(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, l
     cap = min(limits.max_file_bytes, max(info.compress_size, 1) * limits.max_ratio)
     if info.file_size > limits.max_file_bytes:
         raise ValueError(f"entry too large ({info.file_size} bytes; limit {limits.max_file_bytes})")
+    if info.file_size > cap:  # an honest header already tells: refuse before inflating a byte
+        raise ValueError("entry expands beyond the size or compression-ratio limit (zip bomb?)")
     written = 0
     with zf.open(info) as src, open(target, "wb") as out:
         while chunk := src.read(CHUNK):

@@ -92,6 +92,8 @@ def listing_upload(request: HttpRequest, listing_id: int) -> HttpResponse:
         context["upload_error"] = f"Upload refused: {exc}"
         return render(request, "search/listing_detail.html", context, status=400)
     context.update({"outcomes": result.outcomes, "job": result.job})
+    if result.queue_unavailable:  # saved, not lost: say so instead of failing the upload
+        context["queue_unavailable"] = ingest.QUEUE_UNAVAILABLE
     return render(request, "search/listing_detail.html", context)
 
 

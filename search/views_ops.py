@@ -1,4 +1,4 @@
-"""Admin operations: re-extract, reindex, switch the live index version."""
+"""Admin operations: re-extract, reindex, evaluate index versions and switch the live one."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from search import roles, selectors
+from search import roles, selectors, selectors_ops
 from search.models import Job
-from search.services import features, index
+from search.services import evaluation, features, index
 
 OPERATIONS = {"extract": Job.Kind.EXTRACT, "reindex": Job.Kind.REINDEX}
 
@@ -37,6 +37,7 @@ def operations(request: HttpRequest) -> HttpResponse:
         "encoders": selectors.encoders_overview(),
         "versions": selectors.index_versions(),
         "active": features.active_encoders(),
+        "comparison": selectors_ops.encoder_comparison(),
     }
     return render(request, "search/operations.html", context)
 
@@ -54,3 +55,18 @@ def index_live(request: HttpRequest) -> HttpResponse:
     else:
         messages.success(request, f"{row} is now live.")
     return redirect("search-operations")
+
+
+@login_required
+@require_POST
+def index_evaluate(request: HttpRequest) -> HttpResponse:
+    """Queue an evaluation of one index version's encoder (near-duplicate recall, room agreement)."""
+    if not roles.can(request.user, roles.MANAGE_JOBS):
+        return HttpResponseForbidden("Only admins can evaluate index versions.")
+    try:
+        version = int(request.POST.get("version", ""))
+        job = evaluation.index_evaluate_enqueue(request.POST.get("encoder", ""), version, user=request.user)
+    except (ValueError, LookupError) as exc:
+        messages.error(request, f"Cannot evaluate: {exc}")
+        return redirect("search-operations")
+    return redirect("search-job", job_id=job.pk)

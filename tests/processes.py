@@ -6,6 +6,7 @@ import contextlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -167,15 +168,22 @@ def service_env(*, redis_url: str, data_dir: Path, **extra: str) -> dict[str, st
 
 
 def celery_worker(
-    env: dict[str, str], log_dir: Path, *, name: str = "worker", timeout: float = 120, wait: bool = True
+    env: dict[str, str],
+    log_dir: Path,
+    *,
+    name: str = "worker",
+    timeout: float = 120,
+    wait: bool = True,
+    queues: str = "default,gpu",
 ) -> Service:
-    """Start `celery worker` on the default and gpu queues and (unless wait=False) wait until it consumes."""
+    """Start `celery worker` on the queues and (unless wait=False) wait until it consumes from them."""
     node = f"{name}-{uuid.uuid4().hex[:8]}@%h"
-    argv = [str(BIN / "celery"), "-A", "flatsite", "worker", "-Q", "default,gpu", "--concurrency", "1"]
+    argv = [str(BIN / "celery"), "-A", "flatsite", "worker", "-Q", queues, "--concurrency", "1"]
     argv += ["--pool", "prefork", "-l", "INFO", "-n", node]
     # No gossip/mingle/heartbeat: faster start and no chatter with workers of other test runs.
     argv += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
     service = _spawn(name, argv, env, log_dir)
+    service.extra["node"] = node.replace("%h", socket.gethostname())  # what Job.worker records
     if wait:
         worker_ready(service, timeout)
     return service
@@ -212,6 +220,22 @@ def _http_ok(url: str) -> bool:
             return bool(response.status == 200)
     except OSError:
         return False
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def redis_server(port: int, log_dir: Path, *, name: str = "redis", timeout: float = 20) -> Service:
+    """Start a private, non-persistent redis-server on a loopback port (a restart loses every message)."""
+    argv = ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]
+    service = _spawn(name, argv, dict(os.environ), log_dir)
+    service.extra["url"] = f"redis://127.0.0.1:{port}/0"
+    _await_ready(service, lambda: redis_available(service.extra["url"]) is None, timeout)
+    return service
 
 
 def redis_available(url: str) -> str | None:

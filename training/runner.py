@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import multiprocessing
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+from django.conf import settings
+
 from search.models import Job
-from search.services import jobs
+from search.services import evaluation, jobs
 from training import artifacts, quality, selectors, services
 from training.ml import StepStats, config_from_dict, train
 from training.ml.state import pick_device
@@ -84,8 +89,39 @@ class Recorder:
         self.flushed_at = time.monotonic()
 
 
-def job_run(job_id: int, *, device: str | None = None, echo: Echo | None = None) -> Job:
-    """Do what a claimed training-kind job asks: "train" (default) or "index"."""
+def loader_workers(requested: int) -> int:
+    """DataLoader worker processes to use: none inside a daemonic process such as a Celery prefork child,
+    which may not start children ("daemonic processes are not allowed to have children")."""
+    if requested > 0 and multiprocessing.current_process().daemon:
+        log.warning(
+            "this worker process is daemonic (Celery prefork child), so it cannot start %d DataLoader "
+            "workers; loading photos in the training process instead (num_workers=0)",
+            requested,
+        )
+        return 0
+    return requested
+
+
+def worker_threads(device: torch.device, configured: int | None) -> int | None:
+    """PyTorch threads for a worker: the configured count, else 1 for CPU runs (None: keep PyTorch's)."""
+    if configured is not None:
+        if configured < 1:
+            raise ValueError(f"FLATSITE_TORCH_THREADS must be at least 1, got {configured}")
+        return configured
+    return 1 if device.type == "cpu" else None
+
+
+def _limit_threads(device: str | None) -> None:
+    threads = worker_threads(pick_device(device), settings.FLATSITE_TORCH_THREADS)
+    if threads is not None and threads != torch.get_num_threads():
+        log.info("using %d PyTorch threads in this worker", threads)
+        torch.set_num_threads(threads)
+
+
+def job_run(job_id: int, *, device: str | None = None, echo: Echo | None = None, worker: bool = False) -> Job:
+    """Do what a claimed training-kind job asks: "train" (default) or "index"; worker=True in Celery."""
+    if worker:
+        _limit_threads(device)
     action = Job.objects.filter(pk=job_id).values_list("params__action", flat=True).first()
     if action == "index":
         return run_index(job_id, echo=echo)
@@ -104,6 +140,7 @@ def run_train(job_id: int, *, device: str | None = None, echo: Echo | None = Non
             job_id, status=Job.Status.FAILED, error=f"only {len(paths)} photos to train on"
         )
     cfg = config_from_dict(run.config)
+    cfg = dataclasses.replace(cfg, num_workers=loader_workers(cfg.num_workers))
     recorder = Recorder(run, job_id, echo)
     try:
         fd = quality.fd_feature_fn(dev) if cfg.fd_every > 0 else None
@@ -157,9 +194,20 @@ def run_index(job_id: int, *, echo: Echo | None = None) -> Job:
         log.exception("indexing with run %s failed", run.pk)
         return services.run_end(job_id, status=Job.Status.FAILED, error=f"indexing failed: {exc}")
     status = Job.Status.CANCELLED if jobs.job_should_stop(job_id) else Job.Status.SUCCEEDED
+    if status == Job.Status.SUCCEEDED:
+        _evaluate_after_index(job_id, name, echo)
     return services.run_end(
         job_id, status=status, result={"run_id": run.pk, "encoder": name, "extracted": done}
     )
+
+
+def _evaluate_after_index(job_id: int, encoder: str, echo: Echo | None) -> None:
+    """Queue the evaluation of the new index (and of the search encoder's, if never evaluated)."""
+    user = Job.objects.select_related("created_by").get(pk=job_id).created_by
+    for queued in evaluation.index_evaluate_after_build(encoder, user=user):
+        if echo is not None:
+            params = queued.params
+            echo(f"evaluation job #{queued.pk} queued for {params['encoder']} v{params['version']}")
 
 
 def job_run_inline(job_id: int, *, device: str | None = None, echo: Echo | None = None) -> Job:

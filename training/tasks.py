@@ -16,7 +16,7 @@ def training_job_run(job_id: int) -> None:
         return
     from training import runner  # torch and the GAN load only in processes that train
 
-    runner.job_run(job_id)
+    runner.job_run(job_id, worker=True)  # worker: thread limit, no DataLoader processes in a daemon
 
 
 def training_queue() -> str:

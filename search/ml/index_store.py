@@ -267,7 +267,10 @@ class IndexStore:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError as exc:
                 holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-                raise IndexLocked(f"reindex lock {self.root} is held (pid {holder})") from exc
+                raise IndexLocked(
+                    f"another reindex is running: {self.root} is locked by pid {holder}; "
+                    "try again when it ends"
+                ) from exc
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
             yield

@@ -68,6 +68,12 @@ class LevelThresholds:
     # (the global embedding is nearly mirror-invariant, so a mirrored copy's original ranks near the top).
     verify_top_k: int = 30
     verify_mirror_top_k: int = 10
+    # Re-ranking of the similar level (search.ml.rerank): centred Lite0/Lite2 cosines averaged with this
+    # Lite2 share, minus the candidate's hub score (mean similarity to its rerank_hub_k nearest stored
+    # photos) x rerank_hub_weight. Fixed a priori (equal weights, standard CSLS k=10), not tuned.
+    rerank_lite2_weight: float = 0.5
+    rerank_hub_k: int = 10
+    rerank_hub_weight: float = 1.0
 
     def to_dict(self) -> dict[str, int | float]:
         """Plain dict for Django settings / JSON."""

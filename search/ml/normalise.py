@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,19 @@ from pathlib import Path
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from search.ml.hashing import phash, pixel_sha256
+
+# What Pillow's parsers raise on hostile bytes (a truncated GIF gives IndexError, a short header
+# struct.error): all of it means "this file is broken", never a server error.
+_PARSE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    IndexError,
+    KeyError,
+    ZeroDivisionError,
+    struct.error,
+)
 
 # Truncated files must fail loudly instead of decoding into grey padding.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -22,6 +36,8 @@ ALLOWED_FORMATS: dict[str, tuple[str, ...]] = {
     "GIF": (".gif",),
 }
 ALLOWED_EXTENSIONS = tuple(ext for exts in ALLOWED_FORMATS.values() for ext in exts)
+# Only these Pillow plugins ever parse an upload: the other decoders (PSD, ICNS, FLI, ...) never see one.
+DECODER_FORMATS = tuple(ALLOWED_FORMATS)
 NORMALISED_MAX_SIDE = 2048
 THUMB_MAX_SIDE = 320
 
@@ -84,16 +100,17 @@ def probe(path: Path, name: str, limits: ImageLimits) -> Probe:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(path, formats=DECODER_FORMATS) as img:
                 fmt = str(img.format)
                 width, height = img.size
                 frames = int(getattr(img, "n_frames", 1))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageRejected(f"image has too many pixels ({exc})") from exc
     except UnidentifiedImageError as exc:
-        raise ImageRejected("not an image (content is not a recognised picture format)") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageRejected(f"unreadable image header ({exc})") from exc
+        accepted = ", ".join(DECODER_FORMATS)
+        raise ImageRejected(f"not an image in an accepted format (content is not {accepted})") from exc
+    except _PARSE_ERRORS as exc:
+        raise ImageRejected(f"unreadable image header ({exc or type(exc).__name__})") from exc
     return _check_probe(Probe(fmt, width, height, frames), suffix, limits)
 
 
@@ -119,15 +136,15 @@ def decode(path: Path, name: str, limits: ImageLimits) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(path, formats=DECODER_FORMATS) as img:
                 img.seek(0)
                 img.load()
                 upright = ImageOps.exif_transpose(img)
                 return _to_rgb(upright)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageRejected(f"image has too many pixels ({exc})") from exc
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ImageRejected(f"corrupt or truncated image ({exc})") from exc
+    except _PARSE_ERRORS as exc:
+        raise ImageRejected(f"corrupt or truncated image ({exc or type(exc).__name__})") from exc
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

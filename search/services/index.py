@@ -10,7 +10,14 @@ import numpy as np
 from django.conf import settings
 from django.db import transaction
 
-from search.ml.index import IndexConfig, IndexCorrupt, IndexMissing, VectorIndex, build_index
+from search.ml.index import (
+    IndexConfig,
+    IndexCorrupt,
+    IndexLocked,
+    IndexMissing,
+    VectorIndex,
+    build_index,
+)
 from search.ml.index_reconcile import reconcile
 from search.ml.index_store import IndexStore, IndexVersionInfo
 from search.models import IndexVersion, Photo
@@ -49,17 +56,46 @@ def _register(encoder: str, info: IndexVersionInfo, *, live: bool, job_id: int |
     return row
 
 
-def _live_or_empty(store: IndexStore, encoder: str, dim: int) -> VectorIndex:
-    live = IndexVersion.objects.filter(encoder=encoder, status=IndexVersion.Status.LIVE).first()
+def _live_or_empty(store: IndexStore, encoder: str, dim: int) -> tuple[VectorIndex, bool]:
+    """The live index to change and whether it had to be recovered (caller holds the lock).
+
+    A damaged live file is replaced from the newest good version and the database.
+    """
+    live = _live_version(encoder)
     try:
-        index, _ = store.load(live.version if live else None)
-        return index
+        return store.load(live)[0], False
     except IndexMissing:
-        return VectorIndex(IndexConfig(dim=dim))
+        return VectorIndex(IndexConfig(dim=dim)), False
     except IndexCorrupt:
-        log.warning("live %s index unreadable; rebuilding from the database", encoder)
-        ids, vectors = features_matrix(encoder)
-        return build_index(ids, vectors, IndexConfig(dim=dim))
+        log.warning("live %s index v%s unreadable; recovering from the database", encoder, live)
+        return _recovered(store, encoder, bad=live) or VectorIndex(IndexConfig(dim=dim)), True
+
+
+def _recovered(store: IndexStore, encoder: str, *, bad: int | None) -> VectorIndex | None:
+    """Newest good version reconciled with the database features, or a rebuild from them (lock held).
+
+    None when no version is good and the database has no features either.
+    """
+    if bad is not None:
+        # Never picked again: index_set_live refuses failed versions, and prune deletes the damaged file.
+        IndexVersion.objects.filter(encoder=encoder, version=bad).update(status=IndexVersion.Status.FAILED)
+    ids, vectors = features_matrix(encoder)
+    failed = set(
+        IndexVersion.objects.filter(encoder=encoder, status=IndexVersion.Status.FAILED).values_list(
+            "version", flat=True
+        )
+    )
+    for info in reversed(store.versions()):  # newest first
+        if info.version in failed or not store.is_valid(info):
+            continue
+        index, _ = store.load(info.version)
+        reconcile(index, (ids, vectors), check_vectors=True)
+        log.warning("%s index recovered from v%d and the database", encoder, info.version)
+        return index
+    if len(ids) == 0:
+        return None
+    log.warning("%s index rebuilt from the database: no good version left", encoder)
+    return build_index(ids, vectors, IndexConfig(dim=int(vectors.shape[1])))
 
 
 def index_add(
@@ -68,7 +104,7 @@ def index_add(
     """Add vectors to the live index as a new version (no rebuild) and mark the photos indexed."""
     store = index_store(encoder)
     with store.lock():
-        index = _live_or_empty(store, encoder, int(vectors.shape[1]))
+        index, _recovered_now = _live_or_empty(store, encoder, int(vectors.shape[1]))
         index.add(ids, vectors)
         if index.needs_rebuild:
             index.rebuild()
@@ -86,11 +122,19 @@ def index_remove(encoder: str, ids: list[int]) -> IndexVersion | None:
     """Remove photos from the live index (new version)."""
     store = index_store(encoder)
     with store.lock():
+        live = _live_version(encoder)
+        recovered = False
         try:
-            index, _ = store.load(_live_version(encoder))
+            loaded: VectorIndex | None = store.load(live)[0]
         except IndexMissing:
             return None
-        if index.remove(np.asarray(ids, dtype=np.int64)) == 0:
+        except IndexCorrupt:
+            log.warning("live %s index v%s unreadable; recovering from the database", encoder, live)
+            loaded, recovered = _recovered(store, encoder, bad=live), True
+        if loaded is None:
+            return None
+        index = loaded
+        if index.remove(np.asarray(ids, dtype=np.int64)) == 0 and not recovered:
             return None
         info = store.write(index, meta={"encoder": encoder, "reason": "remove"})
         return _register(encoder, info, live=True)
@@ -118,11 +162,12 @@ def index_reconcile(encoder: str) -> dict[str, int]:
     ids, vectors = features_matrix(encoder)
     store = index_store(encoder)
     with store.lock():
-        if len(ids) == 0:
-            return {"added": 0, "removed": 0, "updated": 0}
-        index = _live_or_empty(store, encoder, int(vectors.shape[1]))
+        # With no features left, the dimension comes from the live index (1 only for an empty stand-in).
+        index, recovered = _live_or_empty(store, encoder, int(vectors.shape[1]) if len(ids) else 1)
+        if len(index) == 0 and len(ids) == 0:
+            return {"added": 0, "removed": 0, "updated": 0}  # nothing to serve, nothing to write
         counts = reconcile(index, (ids, vectors))
-        if counts["added"] or counts["removed"]:
+        if counts["added"] or counts["removed"] or recovered:
             info = store.write(index, meta={"encoder": encoder, "reason": "reconcile"})
             _register(encoder, info, live=True)
     return counts
@@ -130,7 +175,9 @@ def index_reconcile(encoder: str) -> dict[str, int]:
 
 def index_set_live(encoder: str, version: int) -> IndexVersion:
     """Make one built version the live one (atomic and reversible)."""
-    row = IndexVersion.objects.get(encoder=encoder, version=version)
+    row = IndexVersion.objects.filter(encoder=encoder, version=version).first()
+    if row is None:
+        raise ValueError(f"there is no {encoder or 'encoder'} index version {version}")
     if row.status == IndexVersion.Status.FAILED:
         raise ValueError(f"{row} failed to build and cannot go live")
     store = index_store(encoder)
@@ -149,7 +196,11 @@ def _live_version(encoder: str) -> int | None:
 
 
 def index_for_search(encoder: str) -> VectorIndex | None:
-    """The live index, loaded once per process and reloaded when a newer version goes live."""
+    """The live index, loaded once per process and reloaded when a newer version goes live.
+
+    A live file that fails its checksum is replaced (newest good version + the database, or a rebuild)
+    and marked failed; while another process holds the reindex lock, the newest good version is served.
+    """
     live = (
         IndexVersion.objects.filter(encoder=encoder, status=IndexVersion.Status.LIVE)
         .values_list("pk", "version", "path")
@@ -162,10 +213,38 @@ def index_for_search(encoder: str) -> VectorIndex | None:
         cached = _cache.get(encoder)
         if cached is not None and cached[0] == key:
             return cached[1]
+        store = index_store(encoder)
         try:
-            index, _info = index_store(encoder).load(key[1])
+            index, _info = store.load(key[1])
         except IndexCorrupt:
-            log.exception("live %s index v%s unreadable", encoder, key[1])
-            return cached[1] if cached else None
+            log.exception("live %s index v%s unreadable; recovering", encoder, key[1])
+            found = _search_fallback(store, encoder, key)
+            if found is None:
+                return cached[1] if cached else None
+            key, index = found
         _cache[encoder] = (key, index)
         return index
+
+
+_Key = tuple[int, int, str]
+
+
+def _search_fallback(store: IndexStore, encoder: str, bad: _Key) -> tuple[_Key, VectorIndex] | None:
+    try:
+        with store.lock():
+            if _live_version(encoder) != bad[1]:  # replaced meanwhile: load the new one next time
+                return None
+            index = _recovered(store, encoder, bad=bad[1])
+            if index is None:
+                return None
+            info = store.write(index, meta={"encoder": encoder, "reason": "recover"})
+            row = _register(encoder, info, live=True)
+            return (row.pk, row.version, row.path), index
+    except IndexLocked:
+        # A reindex (maybe this very repair) is running: serve the newest good version until a new
+        # version goes live (cached under the damaged row, so the next live switch reloads).
+        try:
+            index, _info = store.load()
+        except IndexCorrupt:
+            return None
+        return bad, index

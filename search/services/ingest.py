@@ -13,8 +13,9 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Count, F
 
-from search import storage
-from search.ml.normalise import ImageLimits, ImageRejected, Normalised, normalise, probe
+from search import faults, storage
+from search.decoding import image_normalise
+from search.ml.normalise import ImageLimits, ImageRejected, Normalised, probe
 from search.models import Job, Listing, Photo
 from search.services import jobs
 from search.uploads import (
@@ -32,6 +33,10 @@ from search.uploads import (
 )
 
 log = logging.getLogger(__name__)
+
+QUEUE_UNAVAILABLE = (
+    "The job queue is unavailable: your photos are saved and will be processed when it is back."
+)
 
 
 @dataclass
@@ -55,6 +60,12 @@ class IngestResult:
 
     job: Job | None
     outcomes: list[Outcome] = field(default_factory=list)
+    enqueued: jobs.Enqueued | None = None
+
+    @property
+    def queue_unavailable(self) -> bool:
+        """The photos are stored but the queue refused the job; the reconciler sends it later."""
+        return self.enqueued is not None and self.enqueued.sent is False
 
 
 def upload_limits() -> UploadLimits:
@@ -127,6 +138,7 @@ def photos_register(
     """Register staged files: reject bad headers, link byte-identical copies, store the rest."""
     outcomes = [Outcome(name, "rejected", reason) for name, reason in staged.rejected]
     written: list[Path] = []
+    enqueued = None
     try:
         with transaction.atomic():
             job = jobs.job_create(
@@ -141,11 +153,11 @@ def photos_register(
             if not received:
                 transaction.on_commit(lambda: jobs.job_finish(job.pk))
             elif enqueue:
-                jobs.job_enqueue(job)
+                enqueued = jobs.job_enqueue(job)
     except Exception:
         storage.remove_quietly(*written)
         raise
-    return IngestResult(job=job, outcomes=outcomes)
+    return IngestResult(job=job, outcomes=outcomes, enqueued=enqueued)
 
 
 def _register_one(
@@ -226,19 +238,32 @@ def photo_process(photo_id: int) -> Photo | None:
     if not Photo.objects.filter(pk=photo_id, status=Photo.Status.RECEIVED).exists():
         return None  # already processed: a redelivered task must not do it twice
     photo = _photo_attempt(photo_id)
-    if photo.attempts > settings.FLATSITE_JOB_MAX_ATTEMPTS:
-        return photo_reject(photo_id, f"quarantined: processing failed {photo.attempts - 1} times")
+    if photo is None:
+        return photo_reject(photo_id, _quarantine_reason())
     try:
-        result = normalise(storage.private_path(photo.original_path), photo.original_name, image_limits())
+        original = storage.private_path(photo.original_path)
+        result = image_normalise(original, photo.original_name, image_limits(), with_image=False)
     except ImageRejected as exc:
         return photo_reject(photo_id, str(exc))
     return _photo_store(photo, result)
 
 
-def _photo_attempt(photo_id: int) -> Photo:
-    # Counted before the risky decode, so a photo that kills its worker is quarantined eventually.
-    Photo.objects.filter(pk=photo_id).update(attempts=F("attempts") + 1)
-    return Photo.objects.get(pk=photo_id)
+def _photo_attempt(photo_id: int) -> Photo | None:
+    # Counted (and committed) before the risky decode, so a photo that kills its worker every time
+    # is quarantined after FLATSITE_JOB_MAX_ATTEMPTS deliveries instead of failing its whole batch.
+    limit = settings.FLATSITE_JOB_MAX_ATTEMPTS
+    if not Photo.objects.filter(pk=photo_id, attempts__lt=limit).update(attempts=F("attempts") + 1):
+        return None
+    photo = Photo.objects.get(pk=photo_id)
+    if photo.attempts == 1 and photo.job_id is not None:
+        jobs.job_advanced(photo.job_id)  # a new photo started: the job is not stuck
+    faults.photo_decode_starting(photo.original_name)
+    return photo
+
+
+def _quarantine_reason() -> str:
+    limit = settings.FLATSITE_JOB_MAX_ATTEMPTS
+    return f"quarantined after {limit} attempts: the worker died while processing it each time"
 
 
 def _photo_store(photo: Photo, result: Normalised) -> Photo | None:

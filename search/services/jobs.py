@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -27,10 +28,23 @@ def job_create(kind: str, *, user: Any = None, params: dict[str, Any] | None = N
     return Job.objects.create(kind=kind, created_by=user, params=params or {}, total=total)
 
 
-def job_enqueue(job: Job) -> None:
+@dataclass
+class Enqueued:
+    """Whether a job's task reached the queue: None until the surrounding transaction commits."""
+
+    sent: bool | None = None
+
+
+def job_enqueue(job: Job) -> Enqueued:
     """Put the job's task on the queue once the surrounding transaction commits."""
     job_id, kind = job.pk, job.kind
-    transaction.on_commit(lambda: job_enqueue_now(job_id, kind))
+    outcome = Enqueued()
+
+    def send() -> None:
+        outcome.sent = job_enqueue_now(job_id, kind)
+
+    transaction.on_commit(send)
+    return outcome
 
 
 def job_enqueue_now(job_id: int, kind: str) -> bool:
@@ -47,6 +61,7 @@ def job_enqueue_now(job_id: int, kind: str) -> bool:
             message="queue unavailable; the job will start when the queue is back"
         )
         return False
+    Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(sent_at=timezone.now())
     return True
 
 
@@ -66,16 +81,27 @@ def job_claim(job_id: int, worker: str | None = None) -> Job | None:
             heartbeat_at=now,
             started_at=now,
             attempts=F("attempts") + 1,
+            stalled_attempts=F("stalled_attempts") + 1,
             worker=worker or socket.gethostname(),
             message="",
         )
     )
     if not updated:
         _cancel_if_requested(job_id)
+        log.info("job %s not claimed: %s", job_id, _claim_refused_because(job_id))
         return None
     job = Job.objects.get(pk=job_id)
     events.job_changed(job, force=True)
     return job
+
+
+def _claim_refused_because(job_id: int) -> str:
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None:
+        return "no such job"
+    if job.status == Job.Status.RUNNING:
+        return f"held by {job.worker} (lease live, heartbeat at {job.heartbeat_at})"
+    return f"it is {job.status}" + (" (cancel requested)" if job.cancel_requested else "")
 
 
 def _cancel_if_requested(job_id: int) -> None:
@@ -95,12 +121,23 @@ def job_progress(job_id: int, *, done: int, total: int | None = None, message: s
         job = Job.objects.select_for_update().get(pk=job_id)
         if total is not None:
             job.total = max(total, job.done)
+        before = job.done
         job.done = min(max(job.done, done), job.total)
+        if job.done > before:
+            fields["stalled_attempts"] = 0
         for key, value in fields.items():
             setattr(job, key, value)
         job.save(update_fields=["done", "total", *fields])
     events.job_changed(job)
     return job
+
+
+def job_advanced(job_id: int) -> None:
+    """Record that a running job moved forward without finishing an item (e.g. started a new one)."""
+    # Filtered on a non-zero count: the common case writes nothing (a commit costs a disk sync).
+    Job.objects.filter(pk=job_id, status=Job.Status.RUNNING, stalled_attempts__gt=0).update(
+        heartbeat_at=timezone.now(), stalled_attempts=0
+    )
 
 
 def job_heartbeat(job_id: int) -> None:
@@ -141,7 +178,7 @@ def job_cancel(job_id: int) -> Job:
 
 
 def _abandon(job: Job) -> None:
-    error = f"worker died {job.attempts} times; giving up"
+    error = f"worker died {job.stalled_attempts} times without progress; giving up"
     with transaction.atomic():
         # Photos of a failed batch get a final state too: none stays "received" forever.
         Photo.objects.filter(job=job, status=Photo.Status.RECEIVED).update(
@@ -151,11 +188,11 @@ def _abandon(job: Job) -> None:
 
 
 def jobs_reconcile() -> dict[str, int]:
-    """Requeue jobs whose worker died or whose message was lost; fail those out of attempts."""
+    """Requeue jobs whose worker died or whose message was lost; fail those that stopped progressing."""
     counts = {"requeued": 0, "failed": 0, "resent": 0}
     stale = Job.objects.filter(status=Job.Status.RUNNING, heartbeat_at__lt=_stale_before())
     for job in stale:
-        if job.attempts >= settings.FLATSITE_JOB_MAX_ATTEMPTS:
+        if job.stalled_attempts >= settings.FLATSITE_JOB_MAX_ATTEMPTS:
             _abandon(job)
             counts["failed"] += 1
             continue
@@ -166,7 +203,9 @@ def jobs_reconcile() -> dict[str, int]:
             job_enqueue_now(job.pk, job.kind)
     # Queued jobs whose message may have been dropped by a broker outage are sent again;
     # claiming is idempotent, so a duplicate message does nothing.
-    lost = Job.objects.filter(status=Job.Status.QUEUED, created_at__lt=_stale_before())
+    cutoff = _stale_before()
+    not_sent_lately = Q(sent_at__isnull=True) | Q(sent_at__lt=cutoff)
+    lost = Job.objects.filter(not_sent_lately, status=Job.Status.QUEUED, created_at__lt=cutoff)
     for job in lost:
         counts["resent"] += int(job_enqueue_now(job.pk, job.kind))
     return counts

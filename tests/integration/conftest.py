@@ -85,9 +85,11 @@ def start_worker(
     """Factory of Celery worker processes; every one started is killed when the test ends."""
     started: list[processes.Service] = []
 
-    def start(name: str = "worker", wait: bool = True, **env: str) -> processes.Service:
+    def start(
+        name: str = "worker", wait: bool = True, queues: str = "default,gpu", **env: str
+    ) -> processes.Service:
         environment = processes.service_env(redis_url=redis_url, data_dir=shared_data_dir, **env)
-        worker = processes.celery_worker(environment, process_logs, name=name, wait=wait)
+        worker = processes.celery_worker(environment, process_logs, name=name, wait=wait, queues=queues)
         started.append(worker)
         return worker
 

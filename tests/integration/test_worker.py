@@ -59,6 +59,7 @@ def _make_stale(job: Job, *, attempts: int) -> None:
         heartbeat_at=long_ago,
         started_at=long_ago,
         attempts=attempts,
+        stalled_attempts=attempts,
         worker="dead-host",
     )
 

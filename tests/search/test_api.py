@@ -60,3 +60,26 @@ def test_openapi_schema_documents_the_upload_endpoint(api: APIClient) -> None:
     response = api.get("/api/schema/", HTTP_ACCEPT="application/json")
     assert response.status_code == 200
     assert "/api/listings/{listing_id}/photos/" in response.json()["paths"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_upload_while_the_queue_is_down_is_a_503_saying_the_photos_are_saved(
+    api: APIClient, listing: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kombu.exceptions import OperationalError
+
+    from search.models import Job, Photo
+    from search.services import jobs
+
+    def down(job_id: int) -> None:
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setitem(jobs.ENQUEUERS, Job.Kind.INGEST, down)
+    files = [SimpleUploadedFile("a.jpg", images.jpeg(1), content_type="image/jpeg")]
+    response = api.post(f"/api/listings/{listing.pk}/photos/", {"files": files}, format="multipart")
+    assert response.status_code == 503
+    body = response.json()
+    assert "queue is unavailable" in body["error"] and "photos are saved" in body["error"]
+    assert body["detail"]["outcomes"][0]["status"] == "accepted"
+    assert Photo.objects.get().status == Photo.Status.RECEIVED
+    assert Job.objects.get(pk=body["detail"]["job"]).status == Job.Status.QUEUED

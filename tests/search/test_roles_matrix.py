@@ -1,22 +1,106 @@
-"""Every role against every page and API endpoint, anonymous included."""
+"""Every role against every URL the resolver knows (pages, actions, API), anonymous included."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from search.models import Job
+from tests import images
 from tests.factories import ListingFactory, UserFactory
+from tests.search.cluster_fixtures import blob_photos, fake_run
+from training import services as training_services
 
 pytestmark = pytest.mark.django_db
 
 ROLES = ("anonymous", "realtor", "other_realtor", "moderator", "admin")
+# Django's own admin and the login/logout pages guard themselves (staff flag, CSRF) and are not ours.
+EXEMPT_PREFIXES = ("django-admin/", "accounts/")
+L = "login"  # a redirect to the login page
+
+# url name: (method, expected status per role in ROLES order). The method is the one the URL exists for:
+# GET for pages, POST for actions (an empty POST: allowed roles reach the form check, 302 or 400).
+MATRIX: dict[str, tuple[str, tuple[int | str, ...]]] = {
+    "search-home": ("get", (L, 200, 200, 200, 200)),
+    "search-listings": ("get", (L, 200, 200, 200, 200)),
+    "search-listing-create": ("get", (L, 200, 200, 403, 200)),
+    "search-listing": ("get", (L, 200, 404, 200, 200)),
+    "search-listing-upload": ("post", (L, 400, 403, 403, 400)),
+    "search-jobs": ("get", (L, 200, 200, 200, 200)),
+    "search-job": ("get", (L, 200, 404, 404, 200)),
+    "search-job-cancel": ("post", (L, 302, 404, 404, 302)),
+    "search-search": ("get", (L, 200, 200, 200, 200)),
+    # Any photo a search can show may itself be searched from and its thumbnail served.
+    "search-search-photo": ("get", (L, 200, 200, 200, 200)),
+    "search-photo-file": ("get", (L, 200, 200, 200, 200)),
+    "search-duplicates": ("get", (L, 200, 200, 200, 200)),
+    "search-operations": ("get", (L, 403, 403, 403, 200)),
+    "search-index-live": ("post", (L, 403, 403, 403, 302)),
+    "search-index-evaluate": ("post", (L, 403, 403, 403, 302)),
+    "api-schema": ("get", (200, 200, 200, 200, 200)),
+    "api-token": ("post", (400, 400, 400, 400, 400)),
+    "api-listings": ("post", (403, 400, 400, 403, 400)),
+    "api-listing": ("get", (403, 200, 404, 200, 200)),
+    "api-listing-photos": ("post", (403, 400, 403, 403, 400)),
+    "api-job": ("get", (403, 200, 404, 404, 200)),
+    "api-search": ("post", (403, 400, 400, 400, 400)),
+    "training-runs": ("get", (L, 403, 403, 403, 200)),
+    "training-run-create": ("post", (L, 403, 403, 403, 400)),
+    "training-run": ("get", (L, 403, 403, 403, 200)),
+    "training-run-snapshot": ("get", (L, 403, 403, 403, 200)),
+    "training-run-cancel": ("post", (L, 403, 403, 403, 302)),
+    "training-run-resume": ("post", (L, 403, 403, 403, 302)),
+    "training-run-index": ("post", (L, 403, 403, 403, 302)),
+    "training-sample": ("get", (L, 403, 403, 403, 404)),  # no sample at step 0 yet
+    "clusters": ("get", (L, 403, 403, 200, 200)),
+    "clusters-runs": ("get", (L, 403, 403, 200, 200)),
+    "clusters-rerun": ("post", (L, 403, 403, 403, 302)),
+    "clusters-run": ("get", (L, 403, 403, 200, 200)),
+    "clusters-run-current": ("post", (L, 403, 403, 403, 302)),
+    "clusters-noise": ("get", (L, 403, 403, 200, 200)),
+    "clusters-run-map": ("get", (L, 403, 403, 200, 200)),
+    "clusters-map-data": ("get", (L, 403, 403, 200, 200)),
+    "clusters-run-history": ("get", (L, 403, 403, 200, 200)),
+    "clusters-map": ("get", (L, 403, 403, 200, 200)),
+    "clusters-history": ("get", (L, 403, 403, 200, 200)),
+    "clusters-detail": ("get", (L, 403, 403, 200, 200)),
+    "clusters-name": ("post", (L, 403, 403, 302, 302)),
+    "clusters-approve": ("post", (L, 403, 403, 302, 302)),
+    "clusters-merge": ("post", (L, 403, 403, 302, 302)),
+    "clusters-cluster-noise": ("post", (L, 403, 403, 302, 302)),
+    "clusters-photo": ("get", (L, 403, 403, 200, 200)),
+    "clusters-move": ("post", (L, 403, 403, 404, 404)),
+    "clusters-split": ("post", (L, 403, 403, 404, 404)),
+    "clusters-photos-noise": ("post", (L, 403, 403, 404, 404)),
+    "clusters-undo": ("post", (L, 403, 403, 404, 404)),
+}
+
+
+def _patterns(resolver: URLResolver, prefix: str = "") -> Iterator[tuple[str, URLPattern]]:
+    for entry in resolver.url_patterns:
+        if isinstance(entry, URLResolver):
+            yield from _patterns(entry, prefix + str(entry.pattern))
+        else:
+            yield prefix + str(entry.pattern), entry
+
+
+def _our_url_names() -> set[str]:
+    return {str(p.name) for route, p in _patterns(get_resolver()) if not route.startswith(EXEMPT_PREFIXES)}
+
+
+def test_every_url_of_the_site_is_in_the_matrix() -> None:
+    names = _our_url_names()
+    assert None not in names and "None" not in names, "every URL needs a name to be checked"
+    assert names == set(MATRIX), {"missing": names - set(MATRIX), "stale": set(MATRIX) - names}
 
 
 @pytest.fixture
-def world(db: Any) -> dict[str, Any]:
+def world(db: Any, tmp_path: Path) -> dict[str, Any]:
     owner = UserFactory(role="realtor")
     users = {
         "realtor": owner,
@@ -25,104 +109,46 @@ def world(db: Any) -> dict[str, Any]:
         "admin": UserFactory(role="admin"),
     }
     listing = ListingFactory(owner=owner)
-    job = Job.objects.create(kind=Job.Kind.INGEST, created_by=owner)
-    return {"users": users, "listing": listing, "job": job}
+    blobs = blob_photos(listing, (3, 3), thumbs=True)
+    run = fake_run(blobs)
+    folder = tmp_path / "train"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"{i}.jpg").write_bytes(images.jpeg(i, (64, 48)))
+    training_run = training_services.run_start(
+        preset="tiny-test", data=training_services.data_choice_folder(folder), enqueue=False
+    )
+    ids = {
+        "listing_id": listing.pk,
+        "job_id": Job.objects.create(kind=Job.Kind.INGEST, created_by=owner).pk,
+        "cluster_id": run.clusters.first().pk,  # type: ignore[union-attr]
+        "photo_id": blobs[0][0].pk,
+        "variant": "thumb",
+        "step": 0,
+    }
+    return {"users": users, "ids": ids, "clustering_run": run.pk, "training_run": training_run.pk}
 
 
-def _client(world: dict[str, Any], role: str) -> Client:
+def _url(world: dict[str, Any], name: str) -> str:
+    route = next(str(p.pattern) for _, p in _patterns(get_resolver()) if p.name == name)
+    run_id = world["training_run"] if name.startswith("training-") else world["clustering_run"]
+    ids = {**world["ids"], "run_id": run_id}
+    return reverse(name, kwargs={key: value for key, value in ids.items() if f":{key}>" in route})
+
+
+def _status(world: dict[str, Any], role: str, method: str, url: str) -> int | str:
     client = Client()
     if role != "anonymous":
         client.force_login(world["users"][role])
-    return client
+    response = getattr(client, method)(url)
+    if response.status_code == 302 and "/accounts/login/" in response["Location"]:
+        return L
+    return int(response.status_code)
 
 
-# (method, url template, {role: expected status}); "login" = redirect to the login page.
-PAGE_MATRIX = [
-    (
-        "get",
-        "/",
-        {"anonymous": "login", "realtor": 200, "other_realtor": 200, "moderator": 200, "admin": 200},
-    ),
-    (
-        "get",
-        "/listings/",
-        {"anonymous": "login", "realtor": 200, "other_realtor": 200, "moderator": 200, "admin": 200},
-    ),
-    (
-        "get",
-        "/listings/new/",
-        {"anonymous": "login", "realtor": 200, "other_realtor": 200, "moderator": 403, "admin": 200},
-    ),
-    (
-        "get",
-        "/listings/{listing}/",
-        {"anonymous": "login", "realtor": 200, "other_realtor": 404, "moderator": 200, "admin": 200},
-    ),
-    (
-        "post",
-        "/listings/{listing}/upload/",
-        {"anonymous": "login", "realtor": 400, "other_realtor": 403, "moderator": 403, "admin": 400},
-    ),
-    (
-        "get",
-        "/jobs/",
-        {"anonymous": "login", "realtor": 200, "other_realtor": 200, "moderator": 200, "admin": 200},
-    ),
-    (
-        "get",
-        "/jobs/{job}/",
-        {"anonymous": "login", "realtor": 200, "other_realtor": 404, "moderator": 404, "admin": 200},
-    ),
-    (
-        "post",
-        "/jobs/{job}/cancel/",
-        {"anonymous": "login", "realtor": 302, "other_realtor": 404, "moderator": 404, "admin": 302},
-    ),
-    (
-        "get",
-        "/api/listings/",
-        {"anonymous": 403, "realtor": 200, "other_realtor": 200, "moderator": 200, "admin": 200},
-    ),
-    (
-        "post",
-        "/api/listings/",
-        {"anonymous": 403, "realtor": 400, "other_realtor": 400, "moderator": 403, "admin": 400},
-    ),
-    (
-        "get",
-        "/api/listings/{listing}/",
-        {"anonymous": 403, "realtor": 200, "other_realtor": 404, "moderator": 200, "admin": 200},
-    ),
-    (
-        "post",
-        "/api/listings/{listing}/photos/",
-        {"anonymous": 403, "realtor": 400, "other_realtor": 403, "moderator": 403, "admin": 400},
-    ),
-    (
-        "get",
-        "/api/jobs/{job}/",
-        {"anonymous": 403, "realtor": 200, "other_realtor": 404, "moderator": 404, "admin": 200},
-    ),
-    (
-        "get",
-        "/api/schema/",
-        {"anonymous": 200, "realtor": 200, "other_realtor": 200, "moderator": 200, "admin": 200},
-    ),
-]
-
-
-@pytest.mark.parametrize("role", ROLES)
-@pytest.mark.parametrize(
-    ("method", "url", "expected"), PAGE_MATRIX, ids=[f"{m} {u}" for m, u, _ in PAGE_MATRIX]
-)
-def test_role_endpoint_matrix(
-    world: dict[str, Any], role: str, method: str, url: str, expected: dict[str, Any]
-) -> None:
-    client = _client(world, role)
-    target = url.format(listing=world["listing"].pk, job=world["job"].pk)
-    response = getattr(client, method)(target)
-    want = expected[role]
-    if want == "login":
-        assert response.status_code == 302 and "/accounts/login/" in response["Location"]
-    else:
-        assert response.status_code == want, (role, method, target, response.content[:300])
+@pytest.mark.parametrize("name", sorted(MATRIX))
+def test_role_endpoint_matrix(world: dict[str, Any], name: str) -> None:
+    method, expected = MATRIX[name]
+    url = _url(world, name)
+    got = tuple(_status(world, role, method, url) for role in ROLES)
+    assert got == expected, f"{method.upper()} {url}: roles {ROLES} got {got}, want {expected}"

@@ -7,6 +7,7 @@ import stat
 import time
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,6 +60,9 @@ SLIP_NAMES = [
     "nul\x00.jpg",
     "x" * 300 + ".jpg",
     "zero\u200bwidth.jpg",
+    "\\\\server\\share\\evil.jpg",
+    "C:evil.jpg",
+    "./../evil.jpg",
 ]
 
 
@@ -149,3 +153,39 @@ def test_not_a_zip_is_refused_with_a_clear_message(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["kitchen.jpg", "dir/sub/bath.png", "dir\\win.jpg"])
 def test_clean_name_keeps_the_base_name(name: str) -> None:
     assert "/" not in clean_name(name) and "\\" not in clean_name(name)
+
+
+def test_duplicate_names_differing_only_in_case_keep_only_the_first(tmp_path: Path) -> None:
+    archive = _zip(tmp_path, [("Kitchen.JPG", images.jpeg(7)), ("kitchen.jpg", images.jpeg(8))])
+    _, staged = _expand(tmp_path, archive)
+    assert [f.name for f in staged.files] == ["Kitchen.JPG"] and "duplicate entry" in staged.rejected[0][1]
+
+
+def _opened_entries(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    opened: list[str] = []
+    real = zipfile.ZipFile.open
+
+    def spy(self: zipfile.ZipFile, name: Any, *args: Any, **kwargs: Any) -> Any:
+        opened.append(getattr(name, "filename", name))
+        return real(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile.ZipFile, "open", spy)
+    return opened
+
+
+@pytest.mark.parametrize(
+    ("entry", "limits"),
+    [
+        (("ratio.jpg", b"\0" * (4 * 1024 * 1024)), UploadLimits()),  # honest header, 1000:1
+        (("big.jpg", b"\1\2\3" * 400_000), UploadLimits(max_file_bytes=1_000_000, max_ratio=10**6)),
+    ],
+)
+def test_bombs_declared_in_the_header_are_refused_before_any_byte_is_inflated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, entry: tuple[str, bytes], limits: UploadLimits
+) -> None:
+    archive = _zip(tmp_path, [entry, ("fine.jpg", images.jpeg(9))])
+    opened = _opened_entries(monkeypatch)
+    staging, staged = _expand(tmp_path, archive, limits)
+    assert [f.name for f in staged.files] == ["fine.jpg"] and len(staged.rejected) == 1
+    assert opened == ["fine.jpg"]  # the bomb entry was never opened
+    assert len(list(staging.iterdir())) == 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import pickle
+import pickle  # only for UnpicklingError: loading is torch.load(weights_only=True)  # nosec B403
 import re
 import tempfile
 from pathlib import Path

@@ -76,7 +76,7 @@ class ImageFolderData(Dataset[torch.Tensor]):
 
     def load(self, index: int, seed: int | None) -> torch.Tensor:
         """Photo `index`, augmented deterministically from `seed` (None: no augmentation)."""
-        rng = random.Random(seed) if self.augment and seed is not None else None  # noqa: S311 (not crypto)
+        rng = random.Random(seed) if self.augment and seed is not None else None  # noqa: S311 (augmentation, not crypto)  # nosec B311
         return image_to_tensor(load_square(self.paths[index], self.size, rng))
 
 

@@ -158,7 +158,20 @@ def test_photo_failing_repeatedly_is_quarantined(listing: Any, settings: Any) ->
     ingest.photo_process(photo.pk)
     photo.refresh_from_db()
     assert photo.status == Photo.Status.REJECTED
-    assert "quarantined" in photo.reject_reason
+    limit = settings.FLATSITE_JOB_MAX_ATTEMPTS
+    assert photo.reject_reason.startswith(f"quarantined after {limit} attempts: ")
+    assert photo.attempts == limit  # not decoded a fourth time
+
+
+def test_quarantining_one_photo_leaves_its_batch_neighbours_alone(listing: Any, settings: Any) -> None:
+    result = _ingest(listing, upload("a.jpg", images.jpeg(12)), upload("b.jpg", images.jpeg(13)), run=False)
+    poison = Photo.objects.get(original_name="a.jpg")
+    Photo.objects.filter(pk=poison.pk).update(attempts=settings.FLATSITE_JOB_MAX_ATTEMPTS)
+    assert result.job is not None
+    job = ingest.job_ingest_inline(result.job.pk)
+    assert job.status == Job.Status.SUCCEEDED and job.done == 2
+    statuses = dict(Photo.objects.values_list("original_name", "status"))
+    assert statuses == {"a.jpg": Photo.Status.REJECTED, "b.jpg": Photo.Status.PROCESSED}
 
 
 def test_failed_registration_leaves_no_rows_and_no_files(

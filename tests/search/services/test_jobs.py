@@ -59,7 +59,10 @@ def test_reconciler_fails_a_job_out_of_attempts_instead_of_leaving_it_running(
     job = jobs.job_create(Job.Kind.INGEST, total=1)
     old = timezone.now() - timedelta(seconds=settings.FLATSITE_JOB_HEARTBEAT_TIMEOUT + 5)
     Job.objects.filter(pk=job.pk).update(
-        status=Job.Status.RUNNING, heartbeat_at=old, attempts=settings.FLATSITE_JOB_MAX_ATTEMPTS
+        status=Job.Status.RUNNING,
+        heartbeat_at=old,
+        attempts=settings.FLATSITE_JOB_MAX_ATTEMPTS,
+        stalled_attempts=settings.FLATSITE_JOB_MAX_ATTEMPTS,
     )
     assert jobs.jobs_reconcile()["failed"] == 1
     job.refresh_from_db()
@@ -99,9 +102,77 @@ def test_photos_of_an_abandoned_ingest_job_get_a_final_state(
     )
     old = timezone.now() - timedelta(seconds=settings.FLATSITE_JOB_HEARTBEAT_TIMEOUT + 5)
     Job.objects.filter(pk=job.pk).update(
-        status=Job.Status.RUNNING, heartbeat_at=old, attempts=settings.FLATSITE_JOB_MAX_ATTEMPTS
+        status=Job.Status.RUNNING,
+        heartbeat_at=old,
+        attempts=settings.FLATSITE_JOB_MAX_ATTEMPTS,
+        stalled_attempts=settings.FLATSITE_JOB_MAX_ATTEMPTS,
     )
     jobs.jobs_reconcile()
     photo.refresh_from_db()
     assert photo.status == Photo.Status.REJECTED
     assert "giving up" in photo.reject_reason
+
+
+def test_a_job_that_progresses_between_worker_deaths_is_never_abandoned(
+    sent: list[int], settings: Any
+) -> None:
+    job = jobs.job_create(Job.Kind.INGEST, total=50)
+    old = timezone.now() - timedelta(seconds=settings.FLATSITE_JOB_HEARTBEAT_TIMEOUT + 5)
+    for step in range(1, 3 * settings.FLATSITE_JOB_MAX_ATTEMPTS):
+        assert jobs.job_claim(job.pk) is not None
+        jobs.job_progress(job.pk, done=step)  # moved forward, then its worker died
+        Job.objects.filter(pk=job.pk).update(heartbeat_at=old)
+        assert jobs.jobs_reconcile()["requeued"] == 1
+    job.refresh_from_db()
+    assert job.status == Job.Status.QUEUED and job.attempts > settings.FLATSITE_JOB_MAX_ATTEMPTS
+
+
+def test_a_job_whose_workers_die_without_progress_is_abandoned(sent: list[int], settings: Any) -> None:
+    job = jobs.job_create(Job.Kind.INGEST, total=5)
+    old = timezone.now() - timedelta(seconds=settings.FLATSITE_JOB_HEARTBEAT_TIMEOUT + 5)
+    jobs.job_claim(job.pk)
+    jobs.job_progress(job.pk, done=2)
+    for _ in range(settings.FLATSITE_JOB_MAX_ATTEMPTS):
+        Job.objects.filter(pk=job.pk).update(heartbeat_at=old)
+        jobs.jobs_reconcile()
+        jobs.job_claim(job.pk)
+    Job.objects.filter(pk=job.pk).update(heartbeat_at=old)
+    assert jobs.jobs_reconcile()["failed"] == 1
+    job.refresh_from_db()
+    assert job.status == Job.Status.FAILED and "without progress; giving up" in job.error
+
+
+def test_a_started_item_counts_as_progress(settings: Any) -> None:
+    job = jobs.job_create(Job.Kind.INGEST, total=5)
+    jobs.job_claim(job.pk)
+    jobs.job_claim(job.pk)  # not claimable: the lease is live
+    assert Job.objects.get(pk=job.pk).stalled_attempts == 1
+    jobs.job_advanced(job.pk)
+    assert Job.objects.get(pk=job.pk).stalled_attempts == 0
+
+
+def test_a_queued_job_is_resent_at_most_once_per_heartbeat_timeout(sent: list[int], settings: Any) -> None:
+    job = jobs.job_create(Job.Kind.INGEST, total=1)
+    Job.objects.filter(pk=job.pk).update(
+        created_at=timezone.now() - timedelta(seconds=settings.FLATSITE_JOB_HEARTBEAT_TIMEOUT + 5)
+    )
+    assert jobs.jobs_reconcile()["resent"] == 1
+    assert jobs.jobs_reconcile()["resent"] == 0  # waiting behind other work is not being lost
+    assert sent == [job.pk]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_job_enqueue_reports_a_broker_outage_once_committed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.db import transaction
+    from kombu.exceptions import OperationalError
+
+    def down(job_id: int) -> None:
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setitem(jobs.ENQUEUERS, Job.Kind.INGEST, down)
+    with transaction.atomic():
+        job = jobs.job_create(Job.Kind.INGEST, total=1)
+        outcome = jobs.job_enqueue(job)
+        assert outcome.sent is None  # not sent before the commit
+    assert outcome.sent is False
+    assert Job.objects.get(pk=job.pk).status == Job.Status.QUEUED

@@ -146,6 +146,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULE = {
     "jobs-reconcile": {"task": "search.tasks.jobs_reconcile", "schedule": 30.0},
+    "indexes-reconcile": {"task": "search.tasks.indexes_reconcile", "schedule": 600.0},
 }
 
 CHANNEL_BACKEND = os.environ.get("CHANNEL_BACKEND", "redis")

@@ -11,8 +11,13 @@ class SearchConfig(AppConfig):
         # Registers the job enqueuers (jobs.ENQUEUERS) in every process (web too), not only in workers.
         # One FAISS thread per process: web and worker processes already run side by side, and
         # OpenMP threads fighting over the same cores made single queries ~10x slower (bench/README.md).
+        # Torch likewise: concurrent requests and the worker already fill the cores, so extra intra-op
+        # threads only add contention. Training runs pick their own count (training/runner.py).
         import faiss
+        import torch
+        from django.conf import settings
 
         from search import tasks, tasks_clusters, tasks_ops  # noqa: F401
 
         faiss.omp_set_num_threads(int(os.environ.get("FLATSITE_FAISS_THREADS", "1")))
+        torch.set_num_threads(settings.FLATSITE_TORCH_THREADS or 1)

@@ -14,6 +14,7 @@ from django.conf import settings
 from PIL import Image, ImageOps
 
 from search import storage
+from search.decoding import image_normalise
 from search.ml.features import load_encoder
 from search.ml.localmatch import LocalFeatures, extract_local
 from search.ml.matching import (
@@ -25,7 +26,7 @@ from search.ml.matching import (
     match_shortlist,
     merge_hits,
 )
-from search.ml.normalise import ImageLimits, check_extension, normalise
+from search.ml.normalise import ImageLimits, check_extension
 from search.models import Feature, Photo
 from search.selectors_clusters import photo_room_tags
 from search.services.index import index_for_search
@@ -122,7 +123,8 @@ def thresholds() -> LevelThresholds:
 
 def query_from_file(path: Path, name: str) -> QueryImage:
     """Normalise an uploaded query exactly as stored photos were (raises ImageRejected)."""
-    result = normalise(path, name, ImageLimits(max_pixels=settings.FLATSITE_MAX_PIXELS))
+    # The same child-process decoder as ingestion: a hostile query can only fail itself.
+    result = image_normalise(path, name, ImageLimits(max_pixels=settings.FLATSITE_MAX_PIXELS))
     return QueryImage(result.image, result.sha256_pixels, result.phash, name)
 
 

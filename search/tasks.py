@@ -6,7 +6,7 @@ from celery import Task, shared_task
 from django.conf import settings
 
 from search.models import Job
-from search.services import features, ingest, jobs
+from search.services import features, index, ingest, jobs
 
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
@@ -42,6 +42,12 @@ def index_rebuild(job_id: int) -> None:
 def jobs_reconcile() -> dict[str, int]:
     """Periodic: requeue jobs whose worker died or whose queue message was lost."""
     return jobs.jobs_reconcile()
+
+
+@shared_task(ignore_result=True)
+def indexes_reconcile() -> dict[str, dict[str, int] | str]:
+    """Periodic: repair drift between live index files and the database (e.g. after a crash)."""
+    return index.indexes_reconcile()
 
 
 def _extract_queue() -> str:

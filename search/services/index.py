@@ -248,3 +248,20 @@ def _search_fallback(store: IndexStore, encoder: str, bad: _Key) -> tuple[_Key, 
         except IndexCorrupt:
             return None
         return bad, index
+
+
+def indexes_reconcile() -> dict[str, dict[str, int] | str]:
+    """Reconcile every encoder's live index with the database; an encoder mid-reindex is skipped."""
+    encoders = (
+        IndexVersion.objects.filter(status=IndexVersion.Status.LIVE)
+        .values_list("encoder", flat=True)
+        .distinct()
+    )
+    report: dict[str, dict[str, int] | str] = {}
+    for encoder in sorted(set(encoders)):
+        try:
+            report[encoder] = index_reconcile(encoder)
+        except IndexLocked:
+            # The reindex holding the lock writes a version built from the database anyway.
+            report[encoder] = "skipped: another reindex is running"
+    return report

@@ -64,7 +64,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         state = torch.load(Path(path), map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(f"refusing {path}: it holds objects other than weights ({exc})") from exc
-    except (RuntimeError, EOFError, OSError) as exc:
+    except (RuntimeError, EOFError, OSError, KeyError, ValueError, IndexError) as exc:
         raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint")

@@ -167,3 +167,16 @@ def test_a_reindex_job_started_during_another_fails_with_a_clear_reason() -> Non
     assert finished.status == Job.Status.FAILED
     assert "another reindex is running" in finished.error
     assert not IndexVersion.objects.filter(encoder=ENCODER).exists()
+
+
+def test_periodic_reconcile_adds_features_written_after_a_crash_and_skips_a_locked_encoder() -> None:
+    listing = ListingFactory()
+    for seed in range(3):
+        photo_with_feature(listing, seed)
+    index_service.index_rebuild(ENCODER)
+    late, _vec = photo_with_feature(listing, 99)  # committed, but the worker died before the index write
+    assert late.pk not in index_service.index_for_search(ENCODER).ids()  # type: ignore[union-attr]
+    assert index_service.indexes_reconcile() == {ENCODER: {"added": 1, "removed": 0, "updated": 0}}
+    assert late.pk in index_service.index_for_search(ENCODER).ids()  # type: ignore[union-attr]
+    with index_service.index_store(ENCODER).lock():
+        assert index_service.indexes_reconcile() == {ENCODER: "skipped: another reindex is running"}

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -262,6 +264,23 @@ def test_load_checkpoint_refuses_file_that_would_execute_code(tmp_path: Path) ->
     with pytest.raises(CheckpointError):
         load_checkpoint(path)
     assert _CODE_RAN == []
+
+
+def _zip_without_pickle() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as archive:
+        archive.writestr("archive/other.txt", "x")  # a zip container torch opens, with no data.pkl
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    "junk", [b"", b"not a checkpoint at all", b"PK\x03\x04" + bytes(64), _zip_without_pickle()]
+)
+def test_load_checkpoint_turns_junk_files_into_a_checkpoint_error(tmp_path: Path, junk: bytes) -> None:
+    path = tmp_path / checkpoint_name(2)
+    path.write_bytes(junk)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path)
 
 
 def test_save_checkpoint_round_trips_and_failed_write_keeps_previous_file(

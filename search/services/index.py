@@ -26,7 +26,8 @@ from search.selectors import features_matrix
 log = logging.getLogger(__name__)
 # Keyed on the live row's identity, not just its version number: a restored or
 # re-created database (or a test with another data dir) can reuse version 1.
-_cache: dict[str, tuple[tuple[int, int, str], VectorIndex]] = {}
+_Key = tuple[int, int, str]  # (row pk, version, path) of the live IndexVersion
+_cache: dict[str, tuple[_Key, VectorIndex]] = {}
 _cache_lock = threading.Lock()
 
 
@@ -224,9 +225,6 @@ def index_for_search(encoder: str) -> VectorIndex | None:
             key, index = found
         _cache[encoder] = (key, index)
         return index
-
-
-_Key = tuple[int, int, str]
 
 
 def _search_fallback(store: IndexStore, encoder: str, bad: _Key) -> tuple[_Key, VectorIndex] | None:

@@ -10,21 +10,10 @@ import pytest
 import torch
 
 from search.ml.encoders import torchvision_backbone
+from tests.evil_pickle import CODE_RAN, Evil
 from tests.shared_data import REPO_ROOT
 
 SOURCES = ["flatsite", "search", "training", "bench"]
-_CODE_RAN: list[str] = []
-
-
-def _mark(msg: str) -> None:
-    _CODE_RAN.append(msg)
-
-
-class _Evil:
-    """Unpickling this calls _mark: a model file that executes code when loaded."""
-
-    def __reduce__(self) -> tuple[object, tuple[str]]:
-        return (_mark, ("executed",))
 
 
 def _unsafe(owner: str, attr: str, kwargs: dict[str | None, str]) -> bool:
@@ -67,7 +56,7 @@ def test_the_scan_spots_an_unsafe_load(tmp_path: Path) -> None:
 
 def test_encoder_checkpoint_that_would_execute_code_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "resnet50.pth"
-    torch.save({"conv1.weight": torch.zeros(1), "payload": _Evil()}, path)
+    torch.save({"conv1.weight": torch.zeros(1), "payload": Evil()}, path)
     with pytest.raises(pickle.UnpicklingError):
         torchvision_backbone("resnet50-skip", path)
-    assert _CODE_RAN == []
+    assert CODE_RAN == []

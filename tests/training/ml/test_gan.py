@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from tests.evil_pickle import CODE_RAN, Evil
 from training.ml.checkpoint import (
     CHECKPOINT_FORMAT,
     CheckpointError,
@@ -244,26 +245,13 @@ def test_sample_stream_depends_only_on_seed_and_position(photo_paths: list[Path]
 
 # ---- checkpoints ----------------------------------------------------------------------------------------
 
-_CODE_RAN: list[str] = []
-
-
-def _mark(msg: str) -> None:
-    _CODE_RAN.append(msg)
-
-
-class _Evil:
-    """Unpickling this would call _mark: stands in for a checkpoint that executes code on load."""
-
-    def __reduce__(self) -> tuple[object, tuple[str]]:
-        return (_mark, ("executed",))
-
 
 def test_load_checkpoint_refuses_file_that_would_execute_code(tmp_path: Path) -> None:
     path = tmp_path / checkpoint_name(1)
-    torch.save({"format": CHECKPOINT_FORMAT, "config": {}, "payload": _Evil()}, path)
+    torch.save({"format": CHECKPOINT_FORMAT, "config": {}, "payload": Evil()}, path)
     with pytest.raises(CheckpointError):
         load_checkpoint(path)
-    assert _CODE_RAN == []
+    assert CODE_RAN == []
 
 
 def _zip_without_pickle() -> bytes:

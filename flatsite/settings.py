@@ -191,9 +191,20 @@ FLATSITE_MAX_ZIP_BYTES = int(os.environ.get("FLATSITE_MAX_ZIP_BYTES", str(500 * 
 FLATSITE_DECODE_IN_CHILD = env_bool("FLATSITE_DECODE_IN_CHILD", True)
 FLATSITE_DECODE_MEMORY_MB = int(os.environ.get("FLATSITE_DECODE_MEMORY_MB", "1024"))
 FLATSITE_DECODE_TIMEOUT_S = float(os.environ.get("FLATSITE_DECODE_TIMEOUT_S", "20"))
+# Search admission (search.admission): searches running at once per web process (0: one per usable core),
+# how many more may wait, and for how long, before the answer is 503 "busy" with Retry-After.
+FLATSITE_SEARCH_SLOTS = int(os.environ.get("FLATSITE_SEARCH_SLOTS", "0"))
+FLATSITE_SEARCH_QUEUE = int(os.environ.get("FLATSITE_SEARCH_QUEUE", "8"))
+FLATSITE_SEARCH_MAX_WAIT_S = float(os.environ.get("FLATSITE_SEARCH_MAX_WAIT_S", "2"))
 # Which registered encoder drives search and which drives clustering (see bench/README.md for why).
 FLATSITE_SEARCH_ENCODER = os.environ.get("FLATSITE_SEARCH_ENCODER", "effnet-lite0")
 FLATSITE_CLUSTER_ENCODER = os.environ.get("FLATSITE_CLUSTER_ENCODER", "effnet-lite2")
+# Index vectors are centred on the collection mean once a collection has this many photos (0: never); the
+# mean is recomputed from the database whenever the collection has doubled since (search/services/index.py).
+FLATSITE_INDEX_CENTRE_MIN = int(os.environ.get("FLATSITE_INDEX_CENTRE_MIN", "50"))
+# Encoder whose centred cosine is blended into the similar-look re-ranking (search.ml.rerank); "" turns
+# the re-ranking off. It must be an active encoder (the clustering one by default), so it has an index.
+FLATSITE_RERANK_ENCODER = os.environ.get("FLATSITE_RERANK_ENCODER", "effnet-lite2")
 # Match-level thresholds: empty means the calibrated defaults of search.ml.matching.LevelThresholds
 # (see bench/README.md); a JSON object here overrides single values.
 FLATSITE_MATCH_THRESHOLDS = json.loads(os.environ.get("FLATSITE_MATCH_THRESHOLDS", "{}"))

@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from search import events, roles, selectors
+from search.admission import Busy, search_gate
 from search.models import Listing
 from search.services import ingest, listings
 from search.uploads import UploadRejected
@@ -182,11 +183,21 @@ class SearchApi(APIView):
         upload = request.FILES.get("photo")
         if upload is None:
             return Response({"error": "send the query image in the 'photo' field"}, status=400)
-        try:
-            query = query_from_upload(upload)
-        except ImageRejected as exc:
-            return Response({"error": f"cannot search with this file: {exc}"}, status=400)
         data: Any = request.data
         k = int(data.get("k") or 10)
-        result = image_search(query, k=max(1, min(k, 100)), room_tag=str(data.get("room") or ""))
+        try:
+            # Decoding the query takes CPU too: it waits for its slot with the rest of the search.
+            with search_gate().slot():
+                query = query_from_upload(upload)
+                result = image_search(query, k=max(1, min(k, 100)), room_tag=str(data.get("room") or ""))
+        except Busy as busy:
+            return busy_response(busy)
+        except ImageRejected as exc:
+            return Response({"error": f"cannot search with this file: {exc}"}, status=400)
         return Response(result.as_json(upload.name or "query"))
+
+
+def busy_response(busy: Busy) -> Response:
+    """503 with Retry-After: every search slot is taken and the queue is full."""
+    headers = {"Retry-After": str(busy.retry_after_s)}
+    return Response({"error": str(busy), "retry_after_s": busy.retry_after_s}, status=503, headers=headers)

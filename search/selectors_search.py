@@ -5,7 +5,7 @@ from __future__ import annotations
 import tempfile
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from search.ml.matching import (
 from search.ml.normalise import ImageLimits, check_extension
 from search.models import Feature, Photo
 from search.selectors_clusters import photo_room_tags
+from search.selectors_rerank import RerankIndexes, rerank_encoder, rerank_indexes, similar_rerank
 from search.services.index import index_for_search
 
 LEVEL_ORDER = [Level.EXACT, Level.EDITED, Level.SAME_ROOM, Level.SIMILAR]
@@ -52,6 +53,7 @@ class QueryImage:
     # Descriptors already stored for a photo used as the query, so they are not computed again.
     vector: np.ndarray | None = None  # (D,) search-encoder embedding
     local: LocalFeatures | None = None
+    vector2: np.ndarray | None = None  # (D2,) re-rank-encoder embedding
 
 
 @dataclass
@@ -145,13 +147,11 @@ def query_from_photo(photo: Photo) -> QueryImage:
     with Image.open(storage.media_path(stored.image_path)) as img:
         image = img.convert("RGB")
     exclude = {stored.pk, photo.pk, *Photo.objects.filter(duplicate_of=stored).values_list("pk", flat=True)}
-    features = dict(
-        Feature.objects.filter(
-            photo=stored, encoder__in=[settings.FLATSITE_SEARCH_ENCODER, "sift"]
-        ).values_list("encoder", "data")
-    )
+    encoders = [settings.FLATSITE_SEARCH_ENCODER, "sift", rerank_encoder()]
+    features = dict(Feature.objects.filter(photo=stored, encoder__in=encoders).values_list("encoder", "data"))
     vector = features.get(settings.FLATSITE_SEARCH_ENCODER)
     local = features.get("sift")
+    vector2 = features.get(rerank_encoder())
     return QueryImage(
         image,
         stored.sha256_pixels,
@@ -160,6 +160,7 @@ def query_from_photo(photo: Photo) -> QueryImage:
         exclude,
         vector=np.frombuffer(bytes(vector), dtype=np.float32) if vector is not None else None,
         local=LocalFeatures.from_bytes(bytes(local)) if local is not None else None,
+        vector2=np.frombuffer(bytes(vector2), dtype=np.float32) if vector2 is not None else None,
     )
 
 
@@ -175,11 +176,30 @@ def _query_local(query: QueryImage) -> Future[LocalFeatures]:
     return _local_pool.submit(extract_local, query.image)
 
 
-def _shortlist(query: QueryImage, size: int) -> dict[int, float]:
+def _query_vector2(query: QueryImage) -> Future[np.ndarray]:
+    """The query's (D2,) re-rank-encoder embedding, stored or computed beside the other descriptors."""
+    if query.vector2 is not None:
+        done: Future[np.ndarray] = Future()
+        done.set_result(query.vector2)
+        return done
+    model = load_encoder(rerank_encoder())
+    return _local_pool.submit(lambda: model.embed_images([query.image])[0])
+
+
+@dataclass
+class _Shortlist:
+    """Global neighbours {id: cosine}, the query's (D,) embedding, and whether the cosines are centred."""
+
+    scores: dict[int, float]
+    vector: np.ndarray | None = None
+    centred: bool = False
+
+
+def _shortlist(query: QueryImage, size: int) -> _Shortlist:
     encoder = settings.FLATSITE_SEARCH_ENCODER
     index = index_for_search(encoder)
     if index is None or len(index) == 0:
-        return {}
+        return _Shortlist({})
     # The mirror is searched too, so mirrored copies reach the shortlist.
     model = load_encoder(encoder)
     if query.vector is not None and query.vector.shape[0] == model.info.dim:
@@ -189,7 +209,8 @@ def _shortlist(query: QueryImage, size: int) -> dict[int, float]:
         vectors = model.embed_images([query.image, ImageOps.mirror(query.image)])  # (2, D)
     scores, ids = index.search(vectors, min(size, len(index)))  # (2, k)
     merged = merge_hits((scores[:1], ids[:1]), (scores[1:], ids[1:]))
-    return {pid: score for pid, score in merged.items() if pid not in query.exclude_ids}
+    kept = {pid: score for pid, score in merged.items() if pid not in query.exclude_ids}
+    return _Shortlist(kept, vectors[0], index.config.centre is not None)
 
 
 def _stored_lookup(ids: list[int], verify_ids: list[int]) -> dict[int, StoredEvidence]:
@@ -241,6 +262,25 @@ def _rows(matches: list[Match], exclude: set[int]) -> list[MatchRow]:
     return rows
 
 
+def _levels_limits(short: _Shortlist) -> LevelThresholds:
+    t = thresholds()
+    # The similar floor is calibrated separately for raw and centred cosines.
+    return replace(t, similar_min_score=t.similar_min_centred) if short.centred else t
+
+
+def _reranked(
+    matches: list[Match],
+    short: _Shortlist,
+    vector2: Future[np.ndarray] | None,
+    reranking: RerankIndexes | None,
+) -> list[Match]:
+    if vector2 is None or reranking is None or short.vector is None:
+        return matches
+    t = thresholds()
+    top = sorted(short.scores, key=lambda pid: -short.scores[pid])[: t.verify_top_k]
+    return similar_rerank(matches, top, (short.vector, vector2.result()), reranking, t)
+
+
 def image_search(query: QueryImage, *, k: int = 10, shortlist: int = 50, room_tag: str = "") -> SearchResult:
     """Find matches of a query photo at every level; similar-look results are capped at k.
 
@@ -248,10 +288,15 @@ def image_search(query: QueryImage, *, k: int = 10, shortlist: int = 50, room_ta
     """
     started = time.perf_counter()
     local = _query_local(query)
+    # Re-ranking only orders the similar level: a k=0 search (matches at ingest) skips it.
+    reranking = rerank_indexes() if k > 0 else None
+    vector2 = _query_vector2(query) if reranking is not None else None
     short = _shortlist(query, shortlist)
     t_global = time.perf_counter()
-    matches = _match(query, local, short, thresholds())
+    matches = _match(query, local, short.scores, _levels_limits(short))
     t_local = time.perf_counter()
+    matches = _reranked(matches, short, vector2, reranking)
+    t_rerank = time.perf_counter()
     similar = [m for m in matches if m.level == Level.SIMILAR][:k]
     kept = [m for m in matches if m.level != Level.SIMILAR] + similar
     rows = _rows(kept, query.exclude_ids)
@@ -259,5 +304,9 @@ def image_search(query: QueryImage, *, k: int = 10, shortlist: int = 50, room_ta
         tags = photo_room_tags([row.photo.pk for row in rows])
         rows = [row for row in rows if tags.get(row.photo.pk) == room_tag]
     done = time.perf_counter()
-    timings = {"global_ms": 1000 * (t_global - started), "verify_ms": 1000 * (t_local - t_global)}
+    timings = {
+        "global_ms": 1000 * (t_global - started),
+        "verify_ms": 1000 * (t_local - t_global),
+        "rerank_ms": 1000 * (t_rerank - t_local),
+    }
     return SearchResult(query.name, rows, 1000 * (done - started), timings)

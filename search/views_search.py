@@ -10,6 +10,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_http_methods
 
 from search import roles, selectors
+from search.admission import Busy, search_gate
 from search.ml.normalise import ImageRejected
 from search.selectors_clusters import room_tags
 from search.selectors_duplicates import listing_pairs
@@ -36,13 +37,25 @@ def search_upload(request: HttpRequest) -> HttpResponse:
             context["error"] = "Choose a photo to search with."
             return render(request, "search/search.html", context, status=400)
         try:
-            query = query_from_upload(upload)
+            with search_gate().slot():
+                query = query_from_upload(upload)
+                context["result"] = image_search(
+                    query, k=_parse_k(request), room_tag=request.POST.get("room", "")
+                )
+        except Busy as busy:
+            return _busy_page(request, context, busy)
         except ImageRejected as exc:
             context["error"] = f"Cannot search with this file: {exc}"
             return render(request, "search/search.html", context, status=400)
-        context["result"] = image_search(query, k=_parse_k(request), room_tag=request.POST.get("room", ""))
         context["room"] = request.POST.get("room", "")
     return render(request, "search/search.html", context)
+
+
+def _busy_page(request: HttpRequest, context: dict[str, Any], busy: Busy) -> HttpResponse:
+    context["error"] = f"The search is busy right now; please try again in {busy.retry_after_s} s."
+    response = render(request, "search/search.html", context, status=503)
+    response["Retry-After"] = str(busy.retry_after_s)
+    return response
 
 
 @login_required
@@ -53,7 +66,11 @@ def search_photo(request: HttpRequest, photo_id: int) -> HttpResponse:
     photo = selectors.photo_viewable(request.user, photo_id)
     if photo is None or not photo.stored.image_path:
         raise Http404("No such photo, or it is not processed yet.")
-    result = image_search(query_from_photo(photo), k=_parse_k(request))
+    try:
+        with search_gate().slot():
+            result = image_search(query_from_photo(photo), k=_parse_k(request))
+    except Busy as busy:
+        return _busy_page(request, {"query_photo": photo}, busy)
     return render(request, "search/search.html", {"result": result, "query_photo": photo})
 
 

@@ -40,6 +40,7 @@ from search.ml.index_config import (
     IndexMissing,
     as_ids,
     as_matrix,
+    centre_unit,
 )
 
 # The stubs bundled with faiss-cpu lack HNSW search parameters, IO callbacks and SWIG attribute slots.
@@ -137,7 +138,10 @@ class VectorIndex:
             self._faiss.hnsw.efSearch = ef_search
 
     def vectors(self, ids: np.ndarray) -> np.ndarray:
-        """Stored vectors for live ``ids`` (N, dim); KeyError if one is not live."""
+        """Stored (prepared: centred when config.centre is set) vectors of live ``ids`` (N, dim).
+
+        KeyError if one is not live.
+        """
         ids = as_ids(ids)
         mask = self.contains(ids)
         if not mask.all():
@@ -156,12 +160,17 @@ class VectorIndex:
         caches = sum(a.nbytes for a in (self._lookup, self._bitmap) if a is not None)
         return total + self._label_ids.nbytes + self._sorted_ids.nbytes + self._sorted_labels.nbytes + caches
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k by inner product: scores (Q, k) float32 and ids (Q, k) int64, padded with -inf / -1."""
+    def search(self, queries: np.ndarray, k: int, *, prepared: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k by inner product: scores (Q, k) float32 and ids (Q, k) int64, padded with -inf / -1.
+
+        prepared=True: the queries are stored vectors (``vectors()``), already centred.
+        """
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         # Queries skip the NaN check (hot path): a NaN query gets arbitrary results, never a crash.
         q = as_matrix(queries, self.config.dim, "queries", check_finite=False)  # (Q, d)
+        if not prepared:
+            q = self.prepare(q)
         if q.shape[0] == 0 or len(self) == 0:
             return np.full((q.shape[0], k), _PAD_SCORE, np.float32), np.full((q.shape[0], k), -1, np.int64)
         params = self._search_params(k)
@@ -213,6 +222,17 @@ class VectorIndex:
         norms = np.linalg.norm(vecs, axis=1)
         if ids.size and np.abs(norms - 1.0).max() > self.config.norm_tolerance:
             raise ValueError("vectors must be L2-normalised (inner product == cosine)")
+        self._append(ids, self.prepare(vecs))
+
+    def prepare(self, vectors: np.ndarray) -> np.ndarray:
+        """(N, dim) vectors as stored and searched: centred on config.centre and re-normalised if set."""
+        centre = self.config.centre_array
+        if centre is None:
+            return np.ascontiguousarray(vectors, dtype=np.float32)
+        return np.ascontiguousarray(centre_unit(np.asarray(vectors, dtype=np.float32), centre))
+
+    def _append(self, ids: np.ndarray, vecs: np.ndarray) -> None:
+        """Add prepared (N, dim) vectors under ids (N,), replacing live ones."""
         if ids.size == 0:
             return
         ids, vecs = _keep_last(ids, vecs)
@@ -240,7 +260,7 @@ class VectorIndex:
         vecs = self.vectors(self._sorted_ids)  # (n_live, d)
         ids = self._sorted_ids
         fresh = VectorIndex(self.config, kind or self.config.kind_for(ids.size))
-        fresh.add(ids, vecs)
+        fresh._append(ids, vecs)  # already prepared: centring twice would move them
         self.__dict__.update(fresh.__dict__)
 
     def _drop(self, ids: np.ndarray) -> None:

@@ -42,12 +42,27 @@ class IndexConfig:
     ef_search: int = 128
     tombstone_rebuild_fraction: float = 0.2  # hnsw: rebuild once this share of labels is dead
     norm_tolerance: float = 1e-3  # |‖v‖ - 1| allowed for added vectors
+    # Collection mean subtracted from every vector (stored and query) before re-normalising, or None.
+    # Raw CNN cosines are compressed (every indoor photo looks alike); centring spreads them out
+    # (bench/README.md, "Same room"). centre_count: how many vectors the mean was computed from.
+    centre: tuple[float, ...] | None = None
+    centre_count: int = 0
 
     def __post_init__(self) -> None:
         if self.dim < 1 or self.hnsw_m < 2 or self.ef_construction < 1 or self.ef_search < 1:
-            raise ValueError(f"invalid IndexConfig: {self}")
+            raise ValueError(f"invalid IndexConfig: {self.dim=}, {self.hnsw_m=}")
         if self.exact_threshold < 0 or not 0.0 < self.tombstone_rebuild_fraction <= 1.0:
-            raise ValueError(f"invalid IndexConfig: {self}")
+            raise ValueError(f"invalid IndexConfig: {self.exact_threshold=}")
+        if self.centre is not None:
+            centre = tuple(float(v) for v in self.centre)  # JSON gives a list
+            if len(centre) != self.dim or not np.isfinite(centre).all():
+                raise ValueError(f"index centre must be {self.dim} finite numbers, got {len(centre)}")
+            object.__setattr__(self, "centre", centre)
+
+    @property
+    def centre_array(self) -> np.ndarray | None:
+        """The centre as a (dim,) float32 array, or None when vectors are not centred."""
+        return None if self.centre is None else np.asarray(self.centre, dtype=np.float32)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> IndexConfig:
@@ -58,6 +73,14 @@ class IndexConfig:
     def kind_for(self, n: int) -> str:
         """Kind ``build_index`` picks for ``n`` vectors."""
         return "flat" if n < self.exact_threshold else "hnsw"
+
+
+def centre_unit(x: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """(…, D) embeddings minus the mean, rescaled to unit length."""
+    if x.shape[-1] != mean.shape[-1]:
+        raise ValueError(f"embedding dim {x.shape[-1]} does not match the mean's {mean.shape[-1]}")
+    v = x.astype(np.float32) - mean
+    return np.asarray(v / (np.linalg.norm(v, axis=-1, keepdims=True) + 1e-12), dtype=np.float32)
 
 
 def as_ids(ids: np.ndarray) -> np.ndarray:

@@ -34,7 +34,8 @@ def reconcile(
     if check_vectors:
         common = np.setdiff1d(np.unique(live_ids), missing, assume_unique=True)
         want = _stack(lookup, common, index.config.dim)  # (n_common, d)
-        changed = np.abs(index.vectors(common) - want).max(axis=1, initial=0.0) > atol
+        # Stored vectors are prepared (maybe centred): compare like with like.
+        changed = np.abs(index.vectors(common) - index.prepare(want)).max(axis=1, initial=0.0) > atol
         updated = int(changed.sum())
         index.add(common[changed], want[changed])
     index.add(missing, _stack(lookup, missing, index.config.dim))

@@ -64,6 +64,9 @@ class LevelThresholds:
     # Similar look: global cosine floor (raw GeM effnet-lite0 cosine; bench.same_room calibrates it as the
     # lowest cosine above which most unrelated listing pairs show the same kind of room).
     similar_min_score: float = 0.547
+    # The same floor for a centred index (cosine of embeddings minus the collection mean), calibrated the
+    # same way on centred cosines; used when the live index is centred (search/services/index.py).
+    similar_min_centred: float = -0.055
     # How many global neighbours get local verification, and how many of those also try the mirrored query
     # (the global embedding is nearly mirror-invariant, so a mirrored copy's original ranks near the top).
     verify_top_k: int = 30

@@ -15,18 +15,18 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from search.ml.index_config import centre_unit
 from search.ml.matching import Level, LevelThresholds, Match
 
 __all__ = [
     "CentringMeans",
+    "blend",
     "centre_unit",
     "combined_similarity",
     "hub_score",
     "rerank_scores",
     "rerank_similar",
 ]
-
-_EPS = 1e-12
 
 
 @dataclass(frozen=True)
@@ -63,14 +63,6 @@ class CentringMeans:
         return cls(values[:n0], values[n0:])
 
 
-def centre_unit(x: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    """(…, D) embeddings minus the mean, rescaled to unit length."""
-    if x.shape[-1] != mean.shape[-1]:
-        raise ValueError(f"embedding dim {x.shape[-1]} does not match the mean's {mean.shape[-1]}")
-    v = x.astype(np.float32) - mean
-    return v / (np.linalg.norm(v, axis=-1, keepdims=True) + _EPS)
-
-
 def combined_similarity(
     query0: np.ndarray,
     query2: np.ndarray,
@@ -84,6 +76,11 @@ def combined_similarity(
         raise ValueError(f"{len(cands0)} Lite0 but {len(cands2)} Lite2 candidate embeddings")
     s0 = centre_unit(cands0, means.lite0) @ centre_unit(query0, means.lite0)  # (K,)
     s2 = centre_unit(cands2, means.lite2) @ centre_unit(query2, means.lite2)  # (K,)
+    return blend(s0, s2, t)
+
+
+def blend(s0: np.ndarray, s2: np.ndarray, t: LevelThresholds) -> np.ndarray:
+    """(…) centred Lite0 and Lite2 cosines mixed with the Lite2 share rerank_lite2_weight."""
     return np.asarray((1.0 - t.rerank_lite2_weight) * s0 + t.rerank_lite2_weight * s2, dtype=np.float32)
 
 

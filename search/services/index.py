@@ -57,6 +57,35 @@ def _register(encoder: str, info: IndexVersionInfo, *, live: bool, job_id: int |
     return row
 
 
+def _config(vectors: np.ndarray) -> IndexConfig:
+    """Parameters for an index of these (N, D) vectors: centred on their mean once N is large enough."""
+    n, dim = int(vectors.shape[0]), int(vectors.shape[1])
+    minimum = settings.FLATSITE_INDEX_CENTRE_MIN
+    if minimum <= 0 or n < minimum:
+        return IndexConfig(dim=dim)
+    centre = vectors.mean(axis=0, dtype=np.float64)  # (D,)
+    return IndexConfig(dim=dim, centre=tuple(centre.tolist()), centre_count=n)
+
+
+def _recentre_due(index: VectorIndex) -> bool:
+    """True when the index should get a fresh mean: first big enough, or doubled since the last mean."""
+    minimum = settings.FLATSITE_INDEX_CENTRE_MIN
+    if minimum <= 0:
+        return False
+    if index.config.centre is None:
+        return len(index) >= minimum
+    # Doubling keeps the total cost of re-centring linear in the collection size.
+    return len(index) >= 2 * index.config.centre_count
+
+
+def _from_database(encoder: str) -> VectorIndex | None:
+    """A fresh index of every stored feature of the encoder, centred on their mean (None if none)."""
+    ids, vectors = features_matrix(encoder)
+    if len(ids) == 0:
+        return None
+    return build_index(ids, vectors, _config(vectors))
+
+
 def _live_or_empty(store: IndexStore, encoder: str, dim: int) -> tuple[VectorIndex, bool]:
     """The live index to change and whether it had to be recovered (caller holds the lock).
 
@@ -96,7 +125,7 @@ def _recovered(store: IndexStore, encoder: str, *, bad: int | None) -> VectorInd
     if len(ids) == 0:
         return None
     log.warning("%s index rebuilt from the database: no good version left", encoder)
-    return build_index(ids, vectors, IndexConfig(dim=int(vectors.shape[1])))
+    return build_index(ids, vectors, _config(vectors))
 
 
 def index_add(
@@ -107,9 +136,13 @@ def index_add(
     with store.lock():
         index, _recovered_now = _live_or_empty(store, encoder, int(vectors.shape[1]))
         index.add(ids, vectors)
+        reason = "add"
+        if _recentre_due(index):
+            # The features are stored before they are indexed, so the database holds these ones too.
+            index, reason = _from_database(encoder) or index, "recentre"
         if index.needs_rebuild:
             index.rebuild()
-        info = store.write(index, meta={"encoder": encoder, "reason": "add"})
+        info = store.write(index, meta={"encoder": encoder, "reason": reason})
         row = _register(encoder, info, live=True)
         store.prune(keep=3, protect=[v for v in [_live_version(encoder)] if v is not None])
     if mark_indexed:
@@ -148,7 +181,7 @@ def index_rebuild(encoder: str, *, live: bool = True, job_id: int | None = None)
         raise ValueError(f"no {encoder} features to index; run extraction first")
     store = index_store(encoder)
     with store.lock():
-        index = build_index(ids, vectors, IndexConfig(dim=int(vectors.shape[1])))
+        index = build_index(ids, vectors, _config(vectors))
         info = store.write(index, meta={"encoder": encoder, "reason": "rebuild"})
         row = _register(encoder, info, live=live, job_id=job_id)
         store.prune(keep=5, protect=[v for v in [_live_version(encoder)] if v is not None])
@@ -168,7 +201,9 @@ def index_reconcile(encoder: str) -> dict[str, int]:
         if len(index) == 0 and len(ids) == 0:
             return {"added": 0, "removed": 0, "updated": 0}  # nothing to serve, nothing to write
         counts = reconcile(index, (ids, vectors))
-        if counts["added"] or counts["removed"] or recovered:
+        if _recentre_due(index) and len(ids):
+            index, counts["recentred"] = build_index(ids, vectors, _config(vectors)), 1
+        if counts["added"] or counts["removed"] or recovered or counts.get("recentred"):
             info = store.write(index, meta={"encoder": encoder, "reason": "reconcile"})
             _register(encoder, info, live=True)
     return counts

@@ -31,6 +31,10 @@ def _edited(img: Image.Image) -> Image.Image:
 
 @pytest.fixture
 def collection(realtor: Any) -> dict[str, Any]:
+    return _collection(realtor)
+
+
+def _collection(realtor: Any) -> dict[str, Any]:
     first, second = ListingFactory(owner=realtor), ListingFactory()
     pics = {f"p{i}": images.picture(100 + i, (480, 360)) for i in range(4)}
     for listing, names in ((first, ["p0", "p1"]), (second, ["p2", "p3"])):
@@ -147,3 +151,58 @@ def test_room_tag_filter_keeps_only_photos_of_that_room_type(
     kitchen = image_search(query, room_tag="kitchen")
     assert [m.photo.pk for m in kitchen.matches] == [target.pk]
     assert image_search(query, room_tag="bathroom").matches == []
+
+
+@pytest.fixture
+def centred_collection(realtor: Any, settings: Any) -> dict[str, Any]:
+    settings.FLATSITE_INDEX_CENTRE_MIN = 3  # four photos are enough to centre on
+    return _collection(realtor)
+
+
+def test_a_centred_collection_reranks_the_similar_level(
+    centred_collection: dict[str, Any], tmp_path: Path
+) -> None:
+    from search.selectors_rerank import rerank_indexes
+
+    indexes = rerank_indexes()
+    assert indexes is not None and indexes.search.config.centre_count == 4
+    result = image_search(_query(tmp_path, images.picture(999, (480, 360))))
+    similar = [m for m in result.matches if m.level == "similar"]
+    assert similar and all("rerank_score" in m.evidence for m in similar)
+    assert [m.score for m in similar] == sorted((m.score for m in similar), reverse=True)
+    assert "rerank_ms" in result.timings
+
+
+def test_a_centred_collection_still_finds_edited_copies(
+    centred_collection: dict[str, Any], tmp_path: Path
+) -> None:
+    result = image_search(_query(tmp_path, _edited(centred_collection["pics"]["p2"])))
+    assert [m.photo.original_name for m in result.matches if m.level == "edited"] == ["p2.jpg"]
+
+
+def test_a_stored_photo_query_reuses_its_stored_rerank_embedding(
+    centred_collection: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from search import selectors_search
+
+    query = query_from_photo(Photo.objects.get(original_name="p0.jpg"))
+    assert query.vector2 is not None
+
+    def not_again(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the re-rank encoder ran for a stored photo")
+
+    monkeypatch.setattr(selectors_search, "load_encoder", not_again)
+    assert selectors_search._query_vector2(query).result() is query.vector2
+
+
+def test_matching_at_ingest_skips_the_reranking(
+    centred_collection: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from search import selectors_search
+
+    def never(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("re-ranked a k=0 search")
+
+    monkeypatch.setattr(selectors_search, "similar_rerank", never)
+    result = image_search(_query(tmp_path, _edited(centred_collection["pics"]["p2"])), k=0)
+    assert [m.level for m in result.matches] == ["edited"]

@@ -140,7 +140,7 @@ def main() -> None:
         "search_cpu_p50_ms": round(statistics.median(cpu), 1),
         **{
             f"{stage}_p50": round(statistics.median(s.get(stage, 0.0) for s in stages), 1)
-            for stage in ("global_ms", "verify_ms")
+            for stage in ("global_ms", "verify_ms", "rerank_ms")
         },
         "load_average_1min": round(os.getloadavg()[0], 2),
         "edited_copy_found": f"{found}/{len(latencies)}",

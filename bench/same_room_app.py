@@ -14,33 +14,23 @@ run: plain cosine of the stored search-encoder embeddings.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import statistics
-import sys
 import tempfile
-import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bench.app_common import SETTINGS, collection_import, indexes_rebuild, shared_or_exit
+
 RESULTS = Path(__file__).resolve().parent / "results"
-SETTINGS = {
-    "raw cosine (no centring, no re-ranking)": {
-        "FLATSITE_INDEX_CENTRE_MIN": 0,
-        "FLATSITE_RERANK_ENCODER": "",
-    },
-    "centred index, no re-ranking": {"FLATSITE_RERANK_ENCODER": ""},
-    "centred + re-ranked (default)": {},
-}
 
 
 def _multiview_folder(shared: Path, into: Path) -> dict[str, str]:
     """Symlink each multiview room into its own subfolder (one listing per room); {file name: room}."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from bench.same_room import multiview_photos
 
     rooms: dict[str, str] = {}
@@ -103,44 +93,20 @@ def _peer(photos: list[Any], room_of: dict[int, str]) -> dict[str, Any]:
     }
 
 
-def _rebuild_indexes() -> None:
-    from search.services import features, index
-
-    for encoder in features.active_encoders():
-        index.index_rebuild(encoder)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--limit", type=int, default=800, help="Houses photos in the collection")
     args = parser.parse_args()
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from tests.shared_data import shared_data_dir
-
-    shared = shared_data_dir()
-    if shared is None:
-        raise SystemExit("../shared/data is absent: nothing to benchmark")
-    from bench.search_speed import _setup, _subset
-
-    work = Path(tempfile.mkdtemp(prefix="flatsite-bench-sr-"))
-    _setup(work / "data")
-    from django.core.management import call_command
+    shared = shared_or_exit()
+    staging = Path(tempfile.mkdtemp(prefix="flatsite-bench-mv-"))
+    names = _multiview_folder(shared, staging)
+    _work, import_s = collection_import(shared, args.limit, staging)
     from django.test import override_settings
 
     from search.models import Photo
 
-    names = _multiview_folder(shared, work / "multiview")
-    started = time.perf_counter()
-    call_command(
-        "import_photos",
-        str(_subset(shared / "houses", args.limit, work / "houses", 0)),
-        "--inline",
-        stdout=io.StringIO(),
-    )
-    call_command("import_photos", str(work / "multiview"), "--inline", stdout=io.StringIO())
-    import_s = time.perf_counter() - started
     photos = list(Photo.objects.filter(original_name__in=list(names), duplicate_of__isnull=True))
     room_of = {p.pk: names[p.original_name] for p in photos}
     report: dict[str, Any] = {
@@ -152,7 +118,7 @@ def main() -> None:
     }
     for label, overrides in SETTINGS.items():
         with override_settings(**overrides):
-            _rebuild_indexes()
+            indexes_rebuild()
             report[f"app: {label}"] = _app_run(photos, room_of)
     report["load_average_1min"] = round(os.getloadavg()[0], 2)
     RESULTS.mkdir(exist_ok=True)

@@ -4,10 +4,11 @@ python -m bench.load_test [--users 50] [--minutes 10] [--photos 200] [--grace 30
 Builds a fresh data folder and database (SQLite, or a new PostgreSQL database next to DATABASE_URL's
 when that is set), seeds a collection with `import_photos --inline` of the first --photos Houses
 photos, creates one realtor with two listings per simulated user, then starts a private redis-server,
-daphne (as the Procfile runs it) and one Celery worker (concurrency 1, with beat, as the Procfile) and
-runs locust headless (bench/load_locustfile.py) against it. Samples the web process's memory every 5 s,
-records the worker queue backlog when the run ends and waits up to --grace seconds for every
-acknowledged photo to reach a final state. Prints a table and writes bench/results/load_test.json.
+web (`python -m flatsite.web`, as the Procfile runs it) and one Celery worker (concurrency 1, with
+beat, as the Procfile) and runs locust headless (bench/load_locustfile.py) against it. Samples the web
+process's memory every 5 s, records the worker queue backlog when the run ends and waits up to --grace
+seconds for every acknowledged photo to reach a final state. Prints a table and writes
+bench/results/load_test.json.
 """
 
 from __future__ import annotations

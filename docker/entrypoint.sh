@@ -10,8 +10,9 @@ case "${1:-web}" in
     python manage.py collectstatic --no-input -v0
     # Forwarded headers are trusted only behind a TLS proxy that sets them (BEHIND_TLS_PROXY=1).
     case "${BEHIND_TLS_PROXY:-0}" in 1|true|yes|on) proxy="--proxy-headers" ;; *) proxy="" ;; esac
+    # daphne on flatsite.asgi, through the launcher every way of starting web shares (flatsite/web.py).
     # shellcheck disable=SC2086 # $proxy is empty or one word
-    exec daphne -b 0.0.0.0 -p "${PORT:-8000}" $proxy flatsite.asgi:application
+    exec python -m flatsite.web -b 0.0.0.0 -p "${PORT:-8000}" $proxy
     ;;
   worker)
     exec celery -A flatsite worker -Q "${WORKER_QUEUES:-default,gpu}" \

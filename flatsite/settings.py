@@ -194,8 +194,8 @@ FLATSITE_DECODE_TIMEOUT_S = float(os.environ.get("FLATSITE_DECODE_TIMEOUT_S", "2
 # Search admission (search.admission): searches running at once per web process (0: one per usable core),
 # how many more may wait, and for how long, before the answer is 503 "busy" with Retry-After.
 FLATSITE_SEARCH_SLOTS = int(os.environ.get("FLATSITE_SEARCH_SLOTS", "0"))
-FLATSITE_SEARCH_QUEUE = int(os.environ.get("FLATSITE_SEARCH_QUEUE", "8"))
-FLATSITE_SEARCH_MAX_WAIT_S = float(os.environ.get("FLATSITE_SEARCH_MAX_WAIT_S", "2"))
+FLATSITE_SEARCH_QUEUE = int(os.environ.get("FLATSITE_SEARCH_QUEUE", "32"))
+FLATSITE_SEARCH_MAX_WAIT_S = float(os.environ.get("FLATSITE_SEARCH_MAX_WAIT_S", "10"))
 # Which registered encoder drives search and which drives clustering (see bench/README.md for why).
 FLATSITE_SEARCH_ENCODER = os.environ.get("FLATSITE_SEARCH_ENCODER", "effnet-lite0")
 FLATSITE_CLUSTER_ENCODER = os.environ.get("FLATSITE_CLUSTER_ENCODER", "effnet-lite2")

@@ -1,10 +1,12 @@
 """Admission control for searches: a few run at once per web process, a short queue waits, the rest are busy.
 
 A search is CPU-bound (decode, embedding, SIFT verification). Admitting every request lets dozens of
-request threads share the cores, so each one takes as long as all of them together and latency grows
-without bound under overload. The gate runs at most `slots` searches at once, lets up to `queue` more
-wait in arrival order for at most `max_wait_s`, and answers the rest at once with Busy, whose
-`retry_after_s` estimates when a slot should be free (HTTP 503 with Retry-After).
+request threads share the cores, so each one takes as long as all of them together, every one holds its
+decoded image and buffers at once (the web process's peak memory), and latency grows without bound
+under overload. The gate runs at most `slots` searches at once and lets up to `queue` more wait in
+arrival order, each for at most `max_wait_s`; the rest, and waiters whose time runs out, get Busy, whose
+`retry_after_s` estimates from a moving average of search time when the work ahead should be done
+(HTTP 503 with Retry-After).
 """
 
 from __future__ import annotations
@@ -72,6 +74,8 @@ class SearchGate:
             if self._active < self.slots and not self._waiters:
                 self._active += 1
                 return
+            # No refusal on a predicted wait: measured under overload (bench/README.md, "Load test"),
+            # early refusals sent clients back into retry storms; waiting in this FIFO queue did better.
             if len(self._waiters) >= self.queue or self.max_wait_s == 0:
                 raise Busy(self.retry_after_s())
             turn = threading.Event()

@@ -184,7 +184,10 @@ class SearchApi(APIView):
         if upload is None:
             return Response({"error": "send the query image in the 'photo' field"}, status=400)
         data: Any = request.data
-        k = int(data.get("k") or 10)
+        try:
+            k = int(data.get("k") or 10)
+        except (TypeError, ValueError):
+            return Response({"error": "k must be a whole number of matches, e.g. 10"}, status=400)
         try:
             # Decoding the query takes CPU too: it waits for its slot with the rest of the search.
             with search_gate().slot():

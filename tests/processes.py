@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent  # the venv running pytest also holds celery and daphne
+BIN = Path(sys.executable).parent  # the venv running pytest also holds celery
 _CLAIM_PREFIX = "flatsite:test-redis-db:"
 _CLAIM_TTL_S = 3 * 3600  # a crashed run's claim expires; a live run never lasts this long
 
@@ -195,8 +195,8 @@ def worker_ready(service: Service, timeout: float = 120) -> None:
 
 
 def daphne_server(env: dict[str, str], log_dir: Path, *, name: str = "web", timeout: float = 180) -> Service:
-    """Start daphne with flatsite.asgi on a free loopback port; extra['url'] is its base URL."""
-    argv = [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", "0", "flatsite.asgi:application"]
+    """Start web as every launcher does (flatsite.web) on a free loopback port; extra['url'] is its URL."""
+    argv = [sys.executable, "-m", "flatsite.web", "-b", "127.0.0.1", "-p", "0"]
     service = _spawn(name, argv, env, log_dir)
     pattern = re.compile(r"Listening on TCP address 127\.0\.0\.1:(\d+)")
 

@@ -180,3 +180,13 @@ def test_search_page_releases_its_slot_when_the_search_fails(
     with pytest.raises(RuntimeError, match="index unreadable"):
         client.post(reverse("search-search"), _photo())
     assert one_slot.active == 0
+
+
+@pytest.mark.django_db
+def test_api_search_with_a_non_numeric_k_is_a_clear_400(one_slot: SearchGate, realtor: Any) -> None:
+    client = Client()
+    client.force_login(realtor)
+    resp = client.post(reverse("api-search"), {**_photo(), "k": "ten"})
+    assert resp.status_code == 400
+    assert "k must be a whole number" in resp.json()["error"]
+    assert one_slot.active == 0

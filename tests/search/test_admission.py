@@ -142,17 +142,20 @@ def test_api_answers_503_busy_with_retry_after_when_every_slot_is_taken(
 
 
 @pytest.mark.django_db
-def test_api_releases_its_slot_when_the_search_fails(
-    one_slot: SearchGate, realtor: Any, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("module", "url_name"), [(selectors_search, "api-search"), (views_search, "search-search")]
+)
+def test_api_and_page_release_their_slot_when_the_search_fails(
+    one_slot: SearchGate, realtor: Any, monkeypatch: pytest.MonkeyPatch, module: Any, url_name: str
 ) -> None:
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("index unreadable")
 
-    monkeypatch.setattr(selectors_search, "image_search", broken)
+    monkeypatch.setattr(module, "image_search", broken)
     client = Client()
     client.force_login(realtor)
     with pytest.raises(RuntimeError, match="index unreadable"):
-        client.post(reverse("api-search"), _photo())
+        client.post(reverse(url_name), _photo())
     assert one_slot.active == 0
 
 
@@ -165,21 +168,6 @@ def test_search_page_answers_503_with_retry_after_when_busy(one_slot: SearchGate
     assert resp.status_code == 503
     assert int(resp["Retry-After"]) >= 1
     assert b"search is busy right now" in resp.content
-
-
-@pytest.mark.django_db
-def test_search_page_releases_its_slot_when_the_search_fails(
-    one_slot: SearchGate, realtor: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def broken(*args: Any, **kwargs: Any) -> Any:
-        raise RuntimeError("index unreadable")
-
-    monkeypatch.setattr(views_search, "image_search", broken)
-    client = Client()
-    client.force_login(realtor)
-    with pytest.raises(RuntimeError, match="index unreadable"):
-        client.post(reverse("search-search"), _photo())
-    assert one_slot.active == 0
 
 
 @pytest.mark.django_db

@@ -33,12 +33,14 @@ def rerank_encoder() -> str:
     return "" if name == settings.FLATSITE_SEARCH_ENCODER else name
 
 
-def rerank_indexes() -> RerankIndexes | None:
-    """Both live indexes when re-ranking is on and both are centred (raw cosines would not compare)."""
+def rerank_indexes(search: VectorIndex | None) -> RerankIndexes | None:
+    """The live search index and the re-rank encoder's, when re-ranking is on and both are centred.
+
+    search: the search encoder's live index, which the caller has already looked up.
+    """
     name = rerank_encoder()
     if not name:
         return None
-    search = index_for_search(settings.FLATSITE_SEARCH_ENCODER)
     extra = index_for_search(name)
     if search is None or extra is None or search.config.centre is None or extra.config.centre is None:
         return None

@@ -16,6 +16,7 @@ from PIL import Image, ImageOps
 from search import storage
 from search.decoding import image_normalise
 from search.ml.features import load_encoder
+from search.ml.index import VectorIndex
 from search.ml.localmatch import LocalFeatures, extract_local
 from search.ml.matching import (
     Level,
@@ -195,13 +196,11 @@ class _Shortlist:
     centred: bool = False
 
 
-def _shortlist(query: QueryImage, size: int) -> _Shortlist:
-    encoder = settings.FLATSITE_SEARCH_ENCODER
-    index = index_for_search(encoder)
+def _shortlist(query: QueryImage, size: int, index: VectorIndex | None) -> _Shortlist:
     if index is None or len(index) == 0:
         return _Shortlist({})
     # The mirror is searched too, so mirrored copies reach the shortlist.
-    model = load_encoder(encoder)
+    model = load_encoder(settings.FLATSITE_SEARCH_ENCODER)
     if query.vector is not None and query.vector.shape[0] == model.info.dim:
         mirrored = model.embed_images([ImageOps.mirror(query.image)])  # (1, D)
         vectors = np.vstack([query.vector[None, :], mirrored])  # (2, D)
@@ -262,8 +261,7 @@ def _rows(matches: list[Match], exclude: set[int]) -> list[MatchRow]:
     return rows
 
 
-def _levels_limits(short: _Shortlist) -> LevelThresholds:
-    t = thresholds()
+def _levels_limits(short: _Shortlist, t: LevelThresholds) -> LevelThresholds:
     # The similar floor is calibrated separately for raw and centred cosines.
     return replace(t, similar_min_score=t.similar_min_centred) if short.centred else t
 
@@ -273,10 +271,10 @@ def _reranked(
     short: _Shortlist,
     vector2: Future[np.ndarray] | None,
     reranking: RerankIndexes | None,
+    t: LevelThresholds,
 ) -> list[Match]:
     if vector2 is None or reranking is None or short.vector is None:
         return matches
-    t = thresholds()
     top = sorted(short.scores, key=lambda pid: -short.scores[pid])[: t.verify_top_k]
     return similar_rerank(matches, top, (short.vector, vector2.result()), reranking, t)
 
@@ -288,14 +286,16 @@ def image_search(query: QueryImage, *, k: int = 10, shortlist: int = 50, room_ta
     """
     started = time.perf_counter()
     local = _query_local(query)
+    t = thresholds()
+    index = index_for_search(settings.FLATSITE_SEARCH_ENCODER)
     # Re-ranking only orders the similar level: a k=0 search (matches at ingest) skips it.
-    reranking = rerank_indexes() if k > 0 else None
+    reranking = rerank_indexes(index) if k > 0 else None
     vector2 = _query_vector2(query) if reranking is not None else None
-    short = _shortlist(query, shortlist)
+    short = _shortlist(query, shortlist, index)
     t_global = time.perf_counter()
-    matches = _match(query, local, short.scores, _levels_limits(short))
+    matches = _match(query, local, short.scores, _levels_limits(short, t))
     t_local = time.perf_counter()
-    matches = _reranked(matches, short, vector2, reranking)
+    matches = _reranked(matches, short, vector2, reranking, t)
     t_rerank = time.perf_counter()
     similar = [m for m in matches if m.level == Level.SIMILAR][:k]
     kept = [m for m in matches if m.level != Level.SIMILAR] + similar

@@ -163,8 +163,9 @@ def test_a_centred_collection_reranks_the_similar_level(
     centred_collection: dict[str, Any], tmp_path: Path
 ) -> None:
     from search.selectors_rerank import rerank_indexes
+    from search.services.index import index_for_search
 
-    indexes = rerank_indexes()
+    indexes = rerank_indexes(index_for_search(features.active_encoders()[0]))
     assert indexes is not None and indexes.search.config.centre_count == 4
     result = image_search(_query(tmp_path, images.picture(999, (480, 360))))
     similar = [m for m in result.matches if m.level == "similar"]

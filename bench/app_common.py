@@ -10,13 +10,16 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-# The app settings compared in the same run (the indexes are rebuilt between them).
+# The app settings compared in the same run (the indexes are rebuilt between them). The raw setting is
+# the app of the second session: no centring, no re-ranking, mirrored query embedded too.
 SETTINGS: dict[str, dict[str, Any]] = {
     "raw cosine (no centring, no re-ranking)": {
         "FLATSITE_INDEX_CENTRE_MIN": 0,
         "FLATSITE_RERANK_ENCODER": "",
+        "FLATSITE_SEARCH_MIRROR_QUERY": True,
     },
     "centred index, no re-ranking": {"FLATSITE_RERANK_ENCODER": ""},
+    "centred + re-ranked, mirrored query too": {"FLATSITE_SEARCH_MIRROR_QUERY": True},
     "centred + re-ranked (default)": {},
 }
 

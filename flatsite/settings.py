@@ -191,8 +191,12 @@ FLATSITE_MAX_ZIP_BYTES = int(os.environ.get("FLATSITE_MAX_ZIP_BYTES", str(500 * 
 FLATSITE_DECODE_IN_CHILD = env_bool("FLATSITE_DECODE_IN_CHILD", True)
 FLATSITE_DECODE_MEMORY_MB = int(os.environ.get("FLATSITE_DECODE_MEMORY_MB", "1024"))
 FLATSITE_DECODE_TIMEOUT_S = float(os.environ.get("FLATSITE_DECODE_TIMEOUT_S", "20"))
-# Search admission (search.admission): searches running at once per web process (0: one per usable core),
-# how many more may wait, and for how long, before the answer is 503 "busy" with Retry-After.
+# Also search with the mirrored query's embedding. Off: the embedding is nearly mirror-invariant, so a
+# mirrored copy's original reaches the verified shortlist anyway (bench/README.md, "Through the app").
+FLATSITE_SEARCH_MIRROR_QUERY = env_bool("FLATSITE_SEARCH_MIRROR_QUERY", False)
+# Search admission (search.admission): searches running at once per web process (0: one per two usable
+# cores, as one search runs its stages on two threads), how many more may wait, and for how long, before
+# the answer is 503 "busy" with Retry-After.
 FLATSITE_SEARCH_SLOTS = int(os.environ.get("FLATSITE_SEARCH_SLOTS", "0"))
 FLATSITE_SEARCH_QUEUE = int(os.environ.get("FLATSITE_SEARCH_QUEUE", "32"))
 FLATSITE_SEARCH_MAX_WAIT_S = float(os.environ.get("FLATSITE_SEARCH_MAX_WAIT_S", "10"))
@@ -215,6 +219,9 @@ FLATSITE_GPU_QUEUE = env_bool("FLATSITE_GPU_QUEUE", False)
 FLATSITE_TORCH_THREADS = (
     int(os.environ["FLATSITE_TORCH_THREADS"]) if os.environ.get("FLATSITE_TORCH_THREADS") else None
 )
+# Niceness added to Celery worker processes (0: none): on a machine shared with web, searches get the
+# cores first and ingestion runs in the gaps (flatsite/celery.py).
+FLATSITE_WORKER_NICE = int(os.environ.get("FLATSITE_WORKER_NICE", "10"))
 # Photos sampled (with a fixed seed) by the encoder evaluation on the operations page.
 FLATSITE_EVAL_SAMPLE = int(os.environ.get("FLATSITE_EVAL_SAMPLE", "200"))
 FLATSITE_JOB_HEARTBEAT_TIMEOUT = int(os.environ.get("FLATSITE_JOB_HEARTBEAT_TIMEOUT", "120"))

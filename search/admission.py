@@ -105,6 +105,13 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def default_slots() -> int:
+    """One search at a time per two usable cores."""
+    # A search runs its SIFT, embeddings and verification on threads side by side: one alone keeps two
+    # cores busy, and two at once only slow each other down (bench/README.md, "Load test").
+    return max(1, usable_cores() // 2)
+
+
 _gate: tuple[tuple[int, int, float], SearchGate] | None = None
 _gate_lock = threading.Lock()
 
@@ -112,7 +119,7 @@ _gate_lock = threading.Lock()
 def search_gate() -> SearchGate:
     """This process's gate, sized from settings (a new one when those settings change, as in tests)."""
     global _gate
-    slots = settings.FLATSITE_SEARCH_SLOTS or usable_cores()
+    slots = settings.FLATSITE_SEARCH_SLOTS or default_slots()
     key = (slots, settings.FLATSITE_SEARCH_QUEUE, settings.FLATSITE_SEARCH_MAX_WAIT_S)
     with _gate_lock:
         if _gate is None or _gate[0] != key:

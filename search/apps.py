@@ -13,11 +13,18 @@ class SearchConfig(AppConfig):
         # OpenMP threads fighting over the same cores made single queries ~10x slower (bench/README.md).
         # Torch likewise: concurrent requests and the worker already fill the cores, so extra intra-op
         # threads only add contention. Training runs pick their own count (training/runner.py).
+        # BLAS and OpenCV likewise: OpenBLAS's spinning threads on the small SIFT matching products cost
+        # a third of a search's CPU time (~110 of ~310 ms) for no shorter wall time (bench/README.md).
+        import cv2
         import faiss
         import torch
         from django.conf import settings
+        from threadpoolctl import threadpool_limits
 
         from search import tasks, tasks_clusters, tasks_ops  # noqa: F401
 
         faiss.omp_set_num_threads(int(os.environ.get("FLATSITE_FAISS_THREADS", "1")))
         torch.set_num_threads(settings.FLATSITE_TORCH_THREADS or 1)
+        threads = int(os.environ.get("FLATSITE_BLAS_THREADS", "1"))
+        threadpool_limits(limits=threads, user_api="blas")
+        cv2.setNumThreads(threads)

@@ -17,7 +17,7 @@ from search import storage
 from search.decoding import image_normalise
 from search.ml.features import load_encoder
 from search.ml.index import VectorIndex
-from search.ml.localmatch import LocalFeatures, extract_local
+from search.ml.localmatch import LocalFeatures, extract_query_local
 from search.ml.matching import (
     Level,
     LevelThresholds,
@@ -169,12 +169,17 @@ def query_from_photo(photo: Photo) -> QueryImage:
 _local_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="query-sift")
 
 
+def _verify_map(fn: Any, items: Any) -> Any:
+    """Verify candidates on the query pool's threads, results in order."""
+    return _local_pool.map(fn, items)
+
+
 def _query_local(query: QueryImage) -> Future[LocalFeatures]:
     if query.local is not None:
         done: Future[LocalFeatures] = Future()
         done.set_result(query.local)
         return done
-    return _local_pool.submit(extract_local, query.image)
+    return _local_pool.submit(extract_query_local, query.image)
 
 
 def _query_vector2(query: QueryImage) -> Future[np.ndarray]:
@@ -199,15 +204,15 @@ class _Shortlist:
 def _shortlist(query: QueryImage, size: int, index: VectorIndex | None) -> _Shortlist:
     if index is None or len(index) == 0:
         return _Shortlist({})
-    # The mirror is searched too, so mirrored copies reach the shortlist.
     model = load_encoder(settings.FLATSITE_SEARCH_ENCODER)
-    if query.vector is not None and query.vector.shape[0] == model.info.dim:
-        mirrored = model.embed_images([ImageOps.mirror(query.image)])  # (1, D)
-        vectors = np.vstack([query.vector[None, :], mirrored])  # (2, D)
-    else:
-        vectors = model.embed_images([query.image, ImageOps.mirror(query.image)])  # (2, D)
-    scores, ids = index.search(vectors, min(size, len(index)))  # (2, k)
-    merged = merge_hits((scores[:1], ids[:1]), (scores[1:], ids[1:]))
+    own = query.vector if query.vector is not None and query.vector.shape[0] == model.info.dim else None
+    images = [] if own is not None else [query.image]
+    if settings.FLATSITE_SEARCH_MIRROR_QUERY:  # the mirror searched too, so mirrored copies rank high
+        images.append(ImageOps.mirror(query.image))
+    embedded = model.embed_images(images) if images else np.zeros((0, model.info.dim), np.float32)
+    vectors = embedded if own is None else np.vstack([own[None, :], embedded])  # (1 or 2, D)
+    scores, ids = index.search(vectors, min(size, len(index)))  # (1 or 2, k)
+    merged = merge_hits(*((scores[i : i + 1], ids[i : i + 1]) for i in range(len(vectors))))
     kept = {pid: score for pid, score in merged.items() if pid not in query.exclude_ids}
     return _Shortlist(kept, vectors[0], index.config.centre is not None)
 
@@ -239,7 +244,7 @@ def _match(
     verify_ids = [*exact_ids, *ordered[: limits.verify_top_k]]
     stored = _stored_lookup([*exact_ids, *ordered], verify_ids)
     evidence = QueryEvidence(query.sha256_pixels, query.phash, local.result() if ordered else None)
-    return match_shortlist(evidence, shortlist, stored.get, limits, exact_ids=exact_ids)
+    return match_shortlist(evidence, shortlist, stored.get, limits, exact_ids=exact_ids, mapper=_verify_map)
 
 
 def _rows(matches: list[Match], exclude: set[int]) -> list[MatchRow]:
@@ -290,8 +295,10 @@ def image_search(query: QueryImage, *, k: int = 10, shortlist: int = 50, room_ta
     index = index_for_search(settings.FLATSITE_SEARCH_ENCODER)
     # Re-ranking only orders the similar level: a k=0 search (matches at ingest) skips it.
     reranking = rerank_indexes(index) if k > 0 else None
-    vector2 = _query_vector2(query) if reranking is not None else None
     short = _shortlist(query, shortlist, index)
+    # Started after the shortlist: the query's SIFT (the longest stage before verification) gets a core
+    # to itself meanwhile, and this embedding is needed only after verification.
+    vector2 = _query_vector2(query) if reranking is not None else None
     t_global = time.perf_counter()
     matches = _match(query, local, short.scores, _levels_limits(short, t))
     t_local = time.perf_counter()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -16,6 +16,7 @@ __all__ = [
     "LocalFeatures",
     "Verification",
     "extract_local",
+    "extract_query_local",
     "match_descriptors",
     "root_sift",
     "verify",
@@ -153,6 +154,16 @@ def extract_local(img: Image.Image, cfg: LocalConfig | None = None) -> LocalFeat
     points = np.array([keypoints[i].pt for i in order], dtype=np.float32)  # (N, 2)
     # OpenCV SIFT descriptors are integers clipped to 0..255, so uint8 storage is lossless.
     return LocalFeatures(points, np.clip(descriptors[order], 0, 255).astype(np.uint8), size)
+
+
+def extract_query_local(img: Image.Image, cfg: LocalConfig | None = None) -> LocalFeatures:
+    """The features verify() uses of a query: only its strongest cfg.verify_features (0 = all)."""
+    cfg = cfg or LocalConfig()
+    if cfg.verify_features <= 0 or cfg.verify_features >= cfg.n_features:
+        return extract_local(img, cfg)
+    # SIFT keeps the strongest n by response before computing descriptors: the same keypoints as the
+    # prefix verify() would take of a full extraction, for a quarter less time (bench/README.md).
+    return extract_local(img, replace(cfg, n_features=cfg.verify_features))
 
 
 def root_sift(descriptors: np.ndarray) -> np.ndarray:

@@ -179,6 +179,10 @@ class QueryEvidence:
     features: LocalFeatures | None
 
 
+# A map-like callable (builtins.map, Executor.map) that keeps the order of its items.
+Mapper = Callable[[Callable[[Any], Any], Iterable[Any]], Iterable[Any]]
+
+
 @dataclass
 class StoredEvidence:
     """What is cached per stored photo."""
@@ -211,17 +215,23 @@ def match_shortlist(
     t: LevelThresholds,
     cfg: LocalConfig | None = None,
     exact_ids: Sequence[int] = (),
+    mapper: Mapper | None = None,
 ) -> list[Match]:
-    """Classify a global shortlist {id: cosine}; the best verify_top_k ids get local verification."""
+    """Classify a global shortlist {id: cosine}; the best verify_top_k ids get local verification.
+
+    mapper (e.g. a thread pool's map) runs the per-candidate work; the builtin map when None.
+    """
     order = sorted(shortlist, key=lambda i: -shortlist[i])
     ids = list(dict.fromkeys([*exact_ids, *order]))
-    matches: list[Match] = []
-    for rank, ident in enumerate(ids):
-        evidence = stored(ident)
+    work = [(rank, ident, stored(ident)) for rank, ident in enumerate(ids)]
+
+    def candidate(item: tuple[int, int, StoredEvidence | None]) -> Candidate | None:
+        rank, ident, evidence = item
         if evidence is None:
-            continue
-        cand = _candidate(ident, shortlist.get(ident, 0.0), query, evidence, cfg, rank, t)
-        found = classify(cand, t)
-        if found is not None:
-            matches.append(found)
-    return rank_matches(matches)
+            return None
+        return _candidate(ident, shortlist.get(ident, 0.0), query, evidence, cfg, rank, t)
+
+    # Verification's matching and RANSAC run in numpy/OpenCV without the GIL: threads shorten a search.
+    candidates = (mapper or map)(candidate, work)
+    found = (classify(c, t) for c in candidates if c is not None)
+    return rank_matches(m for m in found if m is not None)

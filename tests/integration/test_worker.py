@@ -109,6 +109,14 @@ class TestWithAWorker:
         assert _final(extract.pk, worker, timeout=90).status == Job.Status.SUCCEEDED, extract.error
         assert set(Photo.objects.filter(job=job).values_list("status", flat=True)) == {Photo.Status.INDEXED}
 
+    def test_worker_and_its_pool_run_below_the_web_process_priority(self, worker: Service) -> None:
+        own = os.getpriority(os.PRIO_PROCESS, 0)
+        pids = [worker.proc.pid, *worker.children()]
+        assert len(pids) >= 2  # the master and its prefork pool child
+        assert {os.getpriority(os.PRIO_PROCESS, pid) for pid in pids} == {
+            min(19, own + settings.FLATSITE_WORKER_NICE)
+        }
+
     def test_job_of_a_dead_worker_is_requeued_and_finished(
         self, worker: Service, send_tasks: str, settings: Any
     ) -> None:

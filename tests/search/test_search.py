@@ -99,7 +99,7 @@ def test_searching_from_a_stored_photo_reuses_its_stored_descriptors(
     def not_again(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("SIFT recomputed for a stored photo")
 
-    monkeypatch.setattr(selectors_search, "extract_local", not_again)
+    monkeypatch.setattr(selectors_search, "extract_query_local", not_again)
     query = query_from_photo(photo)
     assert query.vector is not None and query.local is not None
     reused = image_search(query)
@@ -207,3 +207,20 @@ def test_matching_at_ingest_skips_the_reranking(
     monkeypatch.setattr(selectors_search, "similar_rerank", never)
     result = image_search(_query(tmp_path, _edited(centred_collection["pics"]["p2"])), k=0)
     assert [m.level for m in result.matches] == ["edited"]
+
+
+@pytest.mark.parametrize("mirror", [False, True])
+def test_the_mirrored_query_is_embedded_only_when_configured_and_mirrored_copies_are_found_either_way(
+    collection: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Any, mirror: bool
+) -> None:
+    from search.ml.features import load_encoder
+
+    settings.FLATSITE_SEARCH_MIRROR_QUERY = mirror
+    model = load_encoder(settings.FLATSITE_SEARCH_ENCODER)
+    batches: list[int] = []
+    real = model.embed_images
+    monkeypatch.setattr(model, "embed_images", lambda imgs, *a, **kw: batches.append(len(imgs)) or real(imgs))
+    result = image_search(_query(tmp_path, _edited(collection["pics"]["p2"])), k=0)
+    assert batches == [2 if mirror else 1]
+    edited = [m for m in result.matches if m.level == "edited"]
+    assert [m.photo.original_name for m in edited] == ["p2.jpg"] and edited[0].evidence["mirrored"] is True

@@ -10,6 +10,7 @@ from search.ml.localmatch import (
     LocalConfig,
     LocalFeatures,
     extract_local,
+    extract_query_local,
     match_descriptors,
     root_sift,
     verify,
@@ -136,3 +137,24 @@ def test_real_listing_photo_crop_matches_and_other_listing_does_not() -> None:
     assert same.affine_inliers > 100
     different = verify(extract_local(other), stored)
     assert different.affine_inliers < 15
+
+
+def test_query_features_are_the_strongest_prefix_of_a_full_extraction(scene: Image.Image) -> None:
+    cfg = LocalConfig(max_side=400, n_features=120, verify_features=60)
+    full, query = extract_local(scene, cfg), extract_query_local(scene, cfg).strongest(60)
+    # SIFT keeps keypoints tied with the 60th; verify() takes the same prefix of either.
+    assert len(full) == 120 and len(query) == 60
+
+    # The same features; one location's orientations (equal responses) may come in another order.
+    def features(f: LocalFeatures) -> set[tuple[float, float, bytes]]:
+        rounded = np.round(f.keypoints, 2).tolist()
+        return {(x, y, d.tobytes()) for (x, y), d in zip(rounded, f.descriptors, strict=True)}
+
+    assert features(query) == features(full.strongest(60))
+    assert query.image_size == full.image_size
+
+
+def test_query_features_are_all_features_when_verification_uses_all(scene: Image.Image) -> None:
+    for verify_features in (0, 120, 900):
+        cfg = LocalConfig(max_side=400, n_features=120, verify_features=verify_features)
+        assert len(extract_query_local(scene, cfg)) == len(extract_local(scene, cfg))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import pytest
@@ -189,3 +191,23 @@ def test_match_shortlist_finds_exact_and_mirrored_copies(library: dict[int, Stor
     assert out[0].level == Level.EDITED
     assert out[0].evidence["mirrored"] is True
     assert all(m.level == Level.SIMILAR for m in out[1:])
+
+
+def test_match_shortlist_on_a_thread_pool_gives_the_serial_answer(library: dict[int, StoredEvidence]) -> None:
+    cfg = LocalConfig(max_side=400)
+    flipped = ImageOps.mirror(_scene(1)).crop((20, 10, 380, 290))
+    query = QueryEvidence(pixel_sha256(flipped), phash(flipped), extract_local(flipped, cfg))
+    shortlist = {0: 0.7, 1: 0.9, 2: 0.65, 99: 0.8}  # 99 has no stored evidence: skipped either way
+    seen: list[int] = []
+
+    def pool_map(fn: Any, items: Any) -> Any:
+        work = list(items)
+        seen.extend(ident for _, ident, _ in work)
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            return list(pool.map(fn, work))
+
+    serial = match_shortlist(query, shortlist, library.get, T, cfg)
+    threaded = match_shortlist(query, shortlist, library.get, T, cfg, mapper=pool_map)
+    assert sorted(seen) == [0, 1, 2, 99]  # every candidate went through the given mapper
+    assert [(m.id, m.level, m.score) for m in threaded] == [(m.id, m.level, m.score) for m in serial]
+    assert threaded[0].id == 1 and threaded[0].level == Level.EDITED

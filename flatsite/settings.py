@@ -194,8 +194,6 @@ FLATSITE_DECODE_TIMEOUT_S = float(os.environ.get("FLATSITE_DECODE_TIMEOUT_S", "2
 # Also search with the mirrored query's embedding. Off: the embedding is nearly mirror-invariant, so a
 # mirrored copy's original reaches the verified shortlist anyway (bench/README.md, "Through the app").
 FLATSITE_SEARCH_MIRROR_QUERY = env_bool("FLATSITE_SEARCH_MIRROR_QUERY", False)
-# Stored photos whose parsed SIFT features each web process keeps for verification (~70 KB each).
-FLATSITE_LOCAL_CACHE_SIZE = int(os.environ.get("FLATSITE_LOCAL_CACHE_SIZE", "1024"))
 # Search admission (search.admission): searches running at once per web process (0: one per two usable
 # cores, as one search runs its stages on two threads), how many more may wait, and for how long, before
 # the answer is 503 "busy" with Retry-After.

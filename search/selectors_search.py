@@ -15,7 +15,6 @@ from PIL import Image, ImageOps
 
 from search import storage
 from search.decoding import image_normalise
-from search.local_cache import local_features_cache
 from search.ml.features import load_encoder
 from search.ml.index import VectorIndex
 from search.ml.localmatch import LocalFeatures, extract_query_local
@@ -220,9 +219,15 @@ def _shortlist(query: QueryImage, size: int, index: VectorIndex | None) -> _Shor
 
 def _stored_lookup(ids: list[int], verify_ids: list[int]) -> dict[int, StoredEvidence]:
     rows = Photo.objects.filter(pk__in=ids).values_list("pk", "sha256_pixels", "phash")
-    local = local_features_cache().features(verify_ids)
+    local = dict(
+        Feature.objects.filter(encoder="sift", photo_id__in=verify_ids).values_list("photo_id", "data")
+    )
     return {
-        pk: StoredEvidence(sha256=sha, phash=int(ph, 16) if ph else None, features=local.get(pk))
+        pk: StoredEvidence(
+            sha256=sha,
+            phash=int(ph, 16) if ph else None,
+            features=LocalFeatures.from_bytes(bytes(local[pk])) if pk in local else None,
+        )
         for pk, sha, ph in rows
     }
 

@@ -24,12 +24,6 @@ def _data_dir(request: pytest.FixtureRequest, tmp_path: Path) -> None:
     settings.INDEX_ROOT = root / "index"
     settings.CHECKPOINT_ROOT = root / "checkpoints"
     settings.STAGING_ROOT = root / "staging"
-    # Each test's rows are rolled back, so a later test may get the same Feature primary keys: the
-    # process's parsed-features cache (keyed on them) must not carry over. Production never rolls back
-    # a row a search has read.
-    from search import local_cache
-
-    local_cache._cache = None
 
 
 def _uses_django(request: pytest.FixtureRequest) -> bool:

@@ -165,13 +165,9 @@ def query_from_photo(photo: Photo) -> QueryImage:
     )
 
 
-# Query SIFT runs beside the global embedding: OpenCV and torch both release the GIL.
-_local_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="query-sift")
-
-
-def _verify_map(fn: Any, items: Any) -> Any:
-    """Verify candidates on the query pool's threads, results in order."""
-    return _local_pool.map(fn, items)
+# The query's SIFT and Lite2 embedding run beside its Lite0 embedding, and candidates are verified side by
+# side: OpenCV, torch and numpy's matrix products release the GIL.
+_query_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="query")
 
 
 def _query_local(query: QueryImage) -> Future[LocalFeatures]:
@@ -179,7 +175,7 @@ def _query_local(query: QueryImage) -> Future[LocalFeatures]:
         done: Future[LocalFeatures] = Future()
         done.set_result(query.local)
         return done
-    return _local_pool.submit(extract_query_local, query.image)
+    return _query_pool.submit(extract_query_local, query.image)
 
 
 def _query_vector2(query: QueryImage) -> Future[np.ndarray]:
@@ -189,7 +185,7 @@ def _query_vector2(query: QueryImage) -> Future[np.ndarray]:
         done.set_result(query.vector2)
         return done
     model = load_encoder(rerank_encoder())
-    return _local_pool.submit(lambda: model.embed_images([query.image])[0])
+    return _query_pool.submit(lambda: model.embed_images([query.image])[0])
 
 
 @dataclass
@@ -209,10 +205,12 @@ def _shortlist(query: QueryImage, size: int, index: VectorIndex | None) -> _Shor
     images = [] if own is not None else [query.image]
     if settings.FLATSITE_SEARCH_MIRROR_QUERY:  # the mirror searched too, so mirrored copies rank high
         images.append(ImageOps.mirror(query.image))
-    embedded = model.embed_images(images) if images else np.zeros((0, model.info.dim), np.float32)
-    vectors = embedded if own is None else np.vstack([own[None, :], embedded])  # (1 or 2, D)
+    rows = [own[None, :]] if own is not None else []
+    if images:
+        rows.append(model.embed_images(images))
+    vectors = np.vstack(rows)  # (1 or 2, D): the query first, then its mirror
     scores, ids = index.search(vectors, min(size, len(index)))  # (1 or 2, k)
-    merged = merge_hits(*((scores[i : i + 1], ids[i : i + 1]) for i in range(len(vectors))))
+    merged = merge_hits((scores, ids))  # each id's best score over both rows
     kept = {pid: score for pid, score in merged.items() if pid not in query.exclude_ids}
     return _Shortlist(kept, vectors[0], index.config.centre is not None)
 
@@ -244,7 +242,9 @@ def _match(
     verify_ids = [*exact_ids, *ordered[: limits.verify_top_k]]
     stored = _stored_lookup([*exact_ids, *ordered], verify_ids)
     evidence = QueryEvidence(query.sha256_pixels, query.phash, local.result() if ordered else None)
-    return match_shortlist(evidence, shortlist, stored.get, limits, exact_ids=exact_ids, mapper=_verify_map)
+    return match_shortlist(
+        evidence, shortlist, stored.get, limits, exact_ids=exact_ids, mapper=_query_pool.map
+    )
 
 
 def _rows(matches: list[Match], exclude: set[int]) -> list[MatchRow]:

@@ -20,6 +20,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
     },
     "centred index, no re-ranking": {"FLATSITE_RERANK_ENCODER": ""},
     "centred + re-ranked, mirrored query too": {"FLATSITE_SEARCH_MIRROR_QUERY": True},
+    "centred + re-ranked, query SIFT on the stored 640 frame": {"FLATSITE_SEARCH_QUERY_SIFT_SIDE": 0},
     "centred + re-ranked (default)": {},
 }
 

@@ -119,7 +119,7 @@ def main() -> None:
     }
     for label in (
         "raw cosine (no centring, no re-ranking)",
-        "centred + re-ranked, mirrored query too",
+        "centred + re-ranked, query SIFT on the stored 640 frame",
         "centred + re-ranked (default)",
     ):
         with override_settings(**SETTINGS[label]):

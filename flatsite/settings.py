@@ -194,6 +194,10 @@ FLATSITE_DECODE_TIMEOUT_S = float(os.environ.get("FLATSITE_DECODE_TIMEOUT_S", "2
 # Also search with the mirrored query's embedding. Off: the embedding is nearly mirror-invariant, so a
 # mirrored copy's original reaches the verified shortlist anyway (bench/README.md, "Through the app").
 FLATSITE_SEARCH_MIRROR_QUERY = env_bool("FLATSITE_SEARCH_MIRROR_QUERY", False)
+# Longest side (px) of the frame an uploaded query's SIFT runs on; 0 = the stored photos' frame (640).
+# SIFT is scale-invariant and its time grows with the pixels: 480 takes ~30 % less, and every edited copy
+# is still found (bench/README.md, "Through the app").
+FLATSITE_SEARCH_QUERY_SIFT_SIDE = int(os.environ.get("FLATSITE_SEARCH_QUERY_SIFT_SIDE", "480"))
 # Search admission (search.admission): searches running at once per web process (0: one per two usable
 # cores, as one search runs its stages on two threads), how many more may wait, and for how long, before
 # the answer is 503 "busy" with Retry-After.

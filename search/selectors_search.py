@@ -17,7 +17,7 @@ from search import storage
 from search.decoding import image_normalise
 from search.ml.features import load_encoder
 from search.ml.index import VectorIndex
-from search.ml.localmatch import LocalFeatures, extract_query_local
+from search.ml.localmatch import LocalConfig, LocalFeatures, extract_query_local
 from search.ml.matching import (
     Level,
     LevelThresholds,
@@ -175,7 +175,8 @@ def _query_local(query: QueryImage) -> Future[LocalFeatures]:
         done: Future[LocalFeatures] = Future()
         done.set_result(query.local)
         return done
-    return _query_pool.submit(extract_query_local, query.image)
+    cfg = LocalConfig(query_max_side=settings.FLATSITE_SEARCH_QUERY_SIFT_SIDE)
+    return _query_pool.submit(extract_query_local, query.image, cfg)
 
 
 def _query_vector2(query: QueryImage) -> Future[np.ndarray]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import struct
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import cv2
 import numpy as np
@@ -23,6 +25,10 @@ __all__ = [
 ]
 
 _DESC_DIM = 128
+# Stored blob: magic, feature count, frame width and height, then (N, 2) float32 points, (N, 128) uint8.
+_MAGIC = b"FSL1"
+_HEADER = "<4sIII"
+_HEADER_SIZE = struct.calcsize(_HEADER)
 # SIFT descriptors are 4x4 spatial cells x 8 orientation bins (index = (row*4 + col)*8 + bin).
 _MIRROR_PERM = (
     np.arange(_DESC_DIM).reshape(4, 4, 8)[::-1][:, :, (-np.arange(8)) % 8].reshape(-1).astype(np.intp)
@@ -50,6 +56,9 @@ class LocalConfig:
     mirror_skip_ratio: float = 0.8
     # Verify with only the strongest features of each side (0 = all): matching cost grows with the square.
     verify_features: int = 500
+    # Frame of an uploaded query's features (0 = max_side): SIFT's time grows with the pixels and, being
+    # scale-invariant, a smaller query frame still matches the stored features.
+    query_max_side: int = 0
 
     def geometry(self) -> GeometryConfig:
         """The RANSAC part of this config."""
@@ -75,15 +84,28 @@ class LocalFeatures:
         return int(self.keypoints.shape[0])
 
     def to_bytes(self) -> bytes:
-        """Serialise with np.savez (no pickle) for caching next to the stored photo."""
-        buf = io.BytesIO()
-        size = np.asarray(self.image_size, dtype=np.int32)
-        np.savez(buf, keypoints=self.keypoints, descriptors=self.descriptors, image_size=size)
-        return buf.getvalue()
+        """Serialise as a fixed header plus the raw arrays (no pickle), for storage next to the photo."""
+        head = struct.pack(_HEADER, _MAGIC, len(self), *self.image_size)
+        points = np.ascontiguousarray(self.keypoints, dtype="<f4")
+        return head + points.tobytes() + np.ascontiguousarray(self.descriptors, dtype=np.uint8).tobytes()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> LocalFeatures:
-        """Inverse of to_bytes."""
+        """Inverse of to_bytes; also reads the np.savez blobs stored before it (raises ValueError)."""
+        if data[:4] != _MAGIC:
+            return cls._from_npz(data)
+        if len(data) < _HEADER_SIZE:
+            raise ValueError("local features blob shorter than its header")
+        _, n, w, h = struct.unpack_from(_HEADER, data)
+        if len(data) != _HEADER_SIZE + n * (8 + _DESC_DIM):
+            raise ValueError(f"local features blob of {len(data)} bytes does not hold {n} features")
+        # Views on the blob, no copy or checksum: a search reads ~30 of these (bench/README.md).
+        points = np.frombuffer(data, dtype="<f4", count=2 * n, offset=_HEADER_SIZE).reshape(n, 2)
+        desc = np.frombuffer(data, dtype=np.uint8, offset=_HEADER_SIZE + 8 * n).reshape(n, _DESC_DIM)
+        return cls(keypoints=points.astype(np.float32, copy=False), descriptors=desc, image_size=(w, h))
+
+    @classmethod
+    def _from_npz(cls, data: bytes) -> LocalFeatures:
         with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
             w, h = (int(v) for v in arrays["image_size"])
             return cls(
@@ -91,6 +113,16 @@ class LocalFeatures:
                 descriptors=arrays["descriptors"],
                 image_size=(w, h),
             )
+
+    @cached_property
+    def root(self) -> np.ndarray:
+        """(N, 128) float32 RootSIFT of the descriptors, computed once per object."""
+        return root_sift(self.descriptors)
+
+    @cached_property
+    def flipped(self) -> LocalFeatures:
+        """mirrored(), computed once per object (a query is verified against many candidates)."""
+        return self.mirrored()
 
     def strongest(self, n: int) -> LocalFeatures:
         """The first n features (extract_local stores them strongest first); all when n <= 0."""
@@ -157,13 +189,13 @@ def extract_local(img: Image.Image, cfg: LocalConfig | None = None) -> LocalFeat
 
 
 def extract_query_local(img: Image.Image, cfg: LocalConfig | None = None) -> LocalFeatures:
-    """The features verify() uses of a query: only its strongest cfg.verify_features (0 = all)."""
+    """The features verify() uses of an uploaded query: the strongest verify_features, on the query frame."""
     cfg = cfg or LocalConfig()
-    if cfg.verify_features <= 0 or cfg.verify_features >= cfg.n_features:
-        return extract_local(img, cfg)
+    side = cfg.query_max_side or cfg.max_side
+    n = cfg.verify_features if 0 < cfg.verify_features < cfg.n_features else cfg.n_features
     # SIFT keeps the strongest n by response before computing descriptors: the same keypoints as the
     # prefix verify() would take of a full extraction, for a quarter less time (bench/README.md).
-    return extract_local(img, replace(cfg, n_features=cfg.verify_features))
+    return extract_local(img, replace(cfg, max_side=side, n_features=n))
 
 
 def root_sift(descriptors: np.ndarray) -> np.ndarray:
@@ -245,14 +277,15 @@ def verify(
     """
     cfg = cfg or LocalConfig()
     a, b = a.strongest(cfg.verify_features), b.strongest(cfg.verify_features)
+    # a.root and a.flipped are cached on the query's object: computed once for all its candidates.
     b_desc = root_sift(b.descriptors)
-    straight = _verify_oriented(a, root_sift(a.descriptors), b, b_desc, cfg, mirrored=False)
+    straight = _verify_oriented(a, a.root, b, b_desc, cfg, mirrored=False)
     try_mirror = cfg.try_mirror if mirror is None else mirror
     settled = straight.affine_inliers >= max(
         cfg.mirror_skip_inliers, cfg.mirror_skip_ratio * straight.matches
     )
     if not try_mirror or settled:
         return straight
-    flipped = a.mirrored()
-    flipped_result = _verify_oriented(flipped, root_sift(flipped.descriptors), b, b_desc, cfg, mirrored=True)
+    flipped = a.flipped
+    flipped_result = _verify_oriented(flipped, flipped.root, b, b_desc, cfg, mirrored=True)
     return flipped_result if _strength(flipped_result) > _strength(straight) else straight

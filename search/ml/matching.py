@@ -22,6 +22,7 @@ __all__ = [
     "StoredEvidence",
     "classify",
     "edited_evidence",
+    "fits_needed",
     "match_shortlist",
     "merge_hits",
     "rank_matches",
@@ -208,6 +209,18 @@ def _candidate(
     return Candidate(ident, score, q.sha256 == s.sha256, dist, v)
 
 
+def fits_needed(cfg: LocalConfig, t: LevelThresholds) -> LocalConfig:
+    """cfg with RANSAC skipped where too few matches could ever reach a level's inlier threshold."""
+    # Inliers never outnumber matches: below edited_min_inliers no fit can make an edited copy, below
+    # same_room_min_inliers no homography/fundamental fit a same-room match. Most of the 30 verified
+    # candidates are unrelated photos with a handful of chance matches (bench/README.md, "Load test").
+    return dataclasses.replace(
+        cfg,
+        min_matches=max(cfg.min_matches, min(t.edited_min_inliers, t.same_room_min_inliers)),
+        min_matches_epipolar=max(cfg.min_matches_epipolar, t.same_room_min_inliers),
+    )
+
+
 def match_shortlist(
     query: QueryEvidence,
     shortlist: Mapping[int, float],
@@ -221,6 +234,7 @@ def match_shortlist(
 
     mapper (e.g. a thread pool's map) runs the per-candidate work; the builtin map when None.
     """
+    cfg = fits_needed(cfg or LocalConfig(), t)
     order = sorted(shortlist, key=lambda i: -shortlist[i])
     ids = list(dict.fromkeys([*exact_ids, *order]))
     work = [(rank, ident, stored(ident)) for rank, ident in enumerate(ids)]

@@ -224,3 +224,25 @@ def test_the_mirrored_query_is_embedded_only_when_configured_and_mirrored_copies
     assert batches == [2 if mirror else 1]
     edited = [m for m in result.matches if m.level == "edited"]
     assert [m.photo.original_name for m in edited] == ["p2.jpg"] and edited[0].evidence["mirrored"] is True
+
+
+@pytest.mark.parametrize("side", [0, 320])
+def test_an_uploaded_query_s_sift_runs_on_the_configured_frame_and_still_finds_the_edited_copy(
+    collection: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Any, side: int
+) -> None:
+    from search import selectors_search
+
+    settings.FLATSITE_SEARCH_QUERY_SIFT_SIDE = side
+    frames: list[tuple[int, int]] = []
+    real = selectors_search.extract_query_local
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        feats = real(*args, **kwargs)
+        frames.append(feats.image_size)
+        return feats
+
+    monkeypatch.setattr(selectors_search, "extract_query_local", spy)
+    result = image_search(_query(tmp_path, _edited(collection["pics"]["p2"])), k=0)
+    assert [max(frame) for frame in frames] == [side or 480]  # the stored photos' frame is 640 (> 480 px)
+    edited = [m for m in result.matches if m.level == "edited"]
+    assert [m.photo.original_name for m in edited] == ["p2.jpg"]

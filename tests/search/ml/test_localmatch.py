@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageOps
@@ -74,6 +76,32 @@ def test_to_bytes_round_trip(scene_features: LocalFeatures) -> None:
     assert back.descriptors.dtype == np.uint8
 
 
+def test_from_bytes_reads_the_npz_blobs_stored_before_the_raw_format(scene_features: LocalFeatures) -> None:
+    buf = io.BytesIO()
+    size = np.asarray(scene_features.image_size, dtype=np.int32)
+    np.savez(buf, keypoints=scene_features.keypoints, descriptors=scene_features.descriptors, image_size=size)
+    back = LocalFeatures.from_bytes(buf.getvalue())
+    assert back.image_size == scene_features.image_size
+    np.testing.assert_array_equal(back.descriptors, scene_features.descriptors)
+
+
+def test_from_bytes_refuses_a_truncated_blob(scene_features: LocalFeatures) -> None:
+    data = scene_features.to_bytes()
+    with pytest.raises(ValueError, match="does not hold"):
+        LocalFeatures.from_bytes(data[:-1])
+    with pytest.raises(ValueError, match="header"):
+        LocalFeatures.from_bytes(data[:10])
+
+
+def test_query_features_on_a_smaller_frame_still_verify_an_edited_copy(scene: Image.Image) -> None:
+    stored = extract_local(scene.resize((800, 600)), LocalConfig(max_side=640, n_features=1000))
+    w, h = scene.size
+    copy = scene.crop((w // 10, h // 10, w - w // 10, h - h // 10)).resize((720, 540))
+    query = extract_query_local(copy, LocalConfig(query_max_side=480))
+    assert max(query.image_size) == 480
+    assert verify(query, stored).affine_inliers >= 15
+
+
 def test_verify_finds_an_affine_match_for_a_crop(scene: Image.Image, scene_features: LocalFeatures) -> None:
     cropped = scene.crop((40, 30, 340, 255))  # 75 % of each side
     v = verify(extract_local(cropped, CFG), scene_features, CFG)
@@ -140,7 +168,7 @@ def test_real_listing_photo_crop_matches_and_other_listing_does_not() -> None:
 
 
 def test_query_features_are_the_strongest_prefix_of_a_full_extraction(scene: Image.Image) -> None:
-    cfg = LocalConfig(max_side=400, n_features=120, verify_features=60)
+    cfg = LocalConfig(max_side=400, n_features=120, verify_features=60, query_max_side=0)
     full, query = extract_local(scene, cfg), extract_query_local(scene, cfg).strongest(60)
     # SIFT keeps keypoints tied with the 60th; verify() takes the same prefix of either.
     assert len(full) == 120 and len(query) == 60
@@ -156,5 +184,5 @@ def test_query_features_are_the_strongest_prefix_of_a_full_extraction(scene: Ima
 
 def test_query_features_are_all_features_when_verification_uses_all(scene: Image.Image) -> None:
     for verify_features in (0, 120, 900):
-        cfg = LocalConfig(max_side=400, n_features=120, verify_features=verify_features)
+        cfg = LocalConfig(max_side=400, n_features=120, verify_features=verify_features, query_max_side=0)
         assert len(extract_query_local(scene, cfg)) == len(extract_local(scene, cfg))

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageOps
 
 from search.ml.hashing import phash, pixel_sha256
-from search.ml.localmatch import LocalConfig, Verification, extract_local
+from search.ml.localmatch import LocalConfig, Verification, extract_local, verify
 from search.ml.matching import (
     Candidate,
     Level,
@@ -21,6 +21,7 @@ from search.ml.matching import (
     QueryEvidence,
     StoredEvidence,
     classify,
+    fits_needed,
     match_shortlist,
     merge_hits,
     rank_matches,
@@ -211,3 +212,27 @@ def test_match_shortlist_on_a_thread_pool_gives_the_serial_answer(library: dict[
     assert sorted(seen) == [0, 1, 2, 99]  # every candidate went through the given mapper
     assert [(m.id, m.level, m.score) for m in threaded] == [(m.id, m.level, m.score) for m in serial]
     assert threaded[0].id == 1 and threaded[0].level == Level.EDITED
+
+
+def test_fits_needed_skips_ransac_only_below_every_level_s_inlier_threshold() -> None:
+    cfg = fits_needed(LocalConfig(), T)
+    assert cfg.min_matches == min(T.edited_min_inliers, T.same_room_min_inliers) == 20
+    assert cfg.min_matches_epipolar == T.same_room_min_inliers == 30
+    loose = dataclasses.replace(T, edited_min_inliers=4, same_room_min_inliers=6)
+    assert fits_needed(LocalConfig(), loose).min_matches == LocalConfig().min_matches  # never lowered
+
+
+def test_fits_needed_leaves_every_level_as_the_full_fit_gives_it(library: dict[int, StoredEvidence]) -> None:
+    cfg = LocalConfig(max_side=400)
+    gated = fits_needed(cfg, T)
+    mirrored_crop = ImageOps.mirror(_scene(1)).crop((20, 10, 380, 290))
+    queries = [mirrored_crop, _scene(0).crop((0, 0, 200, 150)), _scene(7)]
+    fitted_less = 0
+    for img in queries:
+        feats = extract_local(img, cfg)
+        for ident, stored in library.items():
+            full, cheap = verify(feats, stored.features, cfg), verify(feats, stored.features, gated)
+            levels = [_level(Candidate(ident, 0.7, False, None, v)) for v in (full, cheap)]
+            assert levels[0] == levels[1]
+            fitted_less += full.model != cheap.model
+    assert fitted_less > 0  # some pair had too few matches for a level and skipped its fits

@@ -59,7 +59,8 @@ def _uploaded(photo: Any) -> Any:
     from search.selectors_search import query_from_file, query_from_photo
 
     own = query_from_photo(photo)
-    query = query_from_file(storage.media_path(photo.stored.image_path), photo.original_name)
+    path = storage.media_path(photo.stored.image_path)
+    query = query_from_file(path, path.name)  # the stored JPEG's own name: the decoder checks extensions
     return dataclasses.replace(query, exclude_ids=own.exclude_ids)
 
 

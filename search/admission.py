@@ -16,16 +16,12 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import TypeVar
 
 from django.conf import settings
 
 _SMOOTHING = 0.2  # weight of the newest search in the moving average of search time
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 class Busy(Exception):
@@ -34,15 +30,6 @@ class Busy(Exception):
     def __init__(self, retry_after_s: int) -> None:
         super().__init__(f"busy, retry in {retry_after_s} s")
         self.retry_after_s = retry_after_s
-
-
-@dataclass(eq=False)
-class _Turn:
-    """One request's place in line: granted_at is set once it holds a slot."""
-
-    event: threading.Event = field(default_factory=threading.Event)
-    joined: float = field(default_factory=time.monotonic)
-    granted_at: float | None = None
 
 
 class SearchGate:
@@ -54,11 +41,8 @@ class SearchGate:
         self.slots, self.queue, self.max_wait_s = slots, queue, max_wait_s
         self._lock = threading.Lock()
         self._active = 0
-        self._waiters: deque[_Turn] = deque()
+        self._waiters: deque[threading.Event] = deque()
         self._service_s = initial_service_s
-        # Preparing (decoding the query) overlaps the searches ahead; bounded so a burst does not start a
-        # decoder process per waiting request.
-        self._preparing = threading.BoundedSemaphore(slots + 1)
 
     @property
     def active(self) -> int:
@@ -73,67 +57,42 @@ class SearchGate:
     @contextmanager
     def slot(self) -> Iterator[None]:
         """Hold a slot for the body (raises Busy instead of waiting too long); released on any exit."""
-        turn = self._join()
+        self._enter()
+        started = time.monotonic()
         try:
-            self._await(turn)
             yield
         finally:
-            self._quit(turn)
-
-    def run(self, prepare: Callable[[], T], work: Callable[[T], R]) -> R:
-        """prepare() while in line for a slot, then work(prepared) holding it; Busy as slot() does."""
-        # A query's decoding then runs beside the search ahead of it instead of inside its own slot.
-        turn = self._join()
-        try:
-            with self._preparing:
-                prepared = prepare()
-            self._await(turn)
-            return work(prepared)
-        finally:
-            self._quit(turn)
+            self._leave(time.monotonic() - started)
 
     def retry_after_s(self) -> int:
         """Whole seconds until the queue ahead of a new request should have drained (at least 1)."""
         ahead = self._active + len(self._waiters) + 1
         return max(1, math.ceil(ahead * self._service_s / self.slots))
 
-    def _join(self) -> _Turn:
-        turn = _Turn()
+    def _enter(self) -> None:
         with self._lock:
             if self._active < self.slots and not self._waiters:
                 self._active += 1
-                turn.granted_at = turn.joined
-                turn.event.set()
-                return turn
+                return
             # No refusal on a predicted wait: measured under overload (bench/README.md, "Load test"),
             # early refusals sent clients back into retry storms; waiting in this FIFO queue did better.
             if len(self._waiters) >= self.queue or self.max_wait_s == 0:
                 raise Busy(self.retry_after_s())
+            turn = threading.Event()
             self._waiters.append(turn)
-        return turn
-
-    def _await(self, turn: _Turn) -> None:
-        left = self.max_wait_s - (time.monotonic() - turn.joined)
-        if turn.event.wait(max(0.0, left)):
-            return  # _quit of a holder handed its slot straight to this turn
+        if turn.wait(self.max_wait_s):
+            return  # _leave handed its slot straight to this waiter
         with self._lock:
-            if turn.event.is_set():  # handed over just as the wait ran out: the slot is ours
+            if turn.is_set():  # handed over just as the wait ran out: the slot is ours
                 return
             self._waiters.remove(turn)
             raise Busy(self.retry_after_s())
 
-    def _quit(self, turn: _Turn) -> None:
-        now = time.monotonic()
+    def _leave(self, held_s: float) -> None:
         with self._lock:
-            if not turn.event.is_set():  # left the line before its turn (refused, or prepare failed)
-                if turn in self._waiters:
-                    self._waiters.remove(turn)
-                return
-            self._service_s += _SMOOTHING * (now - (turn.granted_at or now) - self._service_s)
+            self._service_s += _SMOOTHING * (held_s - self._service_s)
             if self._waiters:
-                nxt = self._waiters.popleft()  # the slot passes on; _active stays the same
-                nxt.granted_at = now
-                nxt.event.set()
+                self._waiters.popleft().set()  # the slot passes on; _active stays the same
             else:
                 self._active -= 1
 

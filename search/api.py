@@ -189,11 +189,10 @@ class SearchApi(APIView):
         except (TypeError, ValueError):
             return Response({"error": "k must be a whole number of matches, e.g. 10"}, status=400)
         try:
-            # The query is decoded while in line, beside the search ahead of it; it searches in a slot.
-            room, k = str(data.get("room") or ""), max(1, min(k, 100))
-            result = search_gate().run(
-                lambda: query_from_upload(upload), lambda query: image_search(query, k=k, room_tag=room)
-            )
+            # Decoding the query takes CPU too: it waits for its slot with the rest of the search.
+            with search_gate().slot():
+                query = query_from_upload(upload)
+                result = image_search(query, k=max(1, min(k, 100)), room_tag=str(data.get("room") or ""))
         except Busy as busy:
             return busy_response(busy)
         except ImageRejected as exc:

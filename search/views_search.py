@@ -37,10 +37,11 @@ def search_upload(request: HttpRequest) -> HttpResponse:
             context["error"] = "Choose a photo to search with."
             return render(request, "search/search.html", context, status=400)
         try:
-            room, k = request.POST.get("room", ""), _parse_k(request)
-            context["result"] = search_gate().run(
-                lambda: query_from_upload(upload), lambda query: image_search(query, k=k, room_tag=room)
-            )
+            with search_gate().slot():
+                query = query_from_upload(upload)
+                context["result"] = image_search(
+                    query, k=_parse_k(request), room_tag=request.POST.get("room", "")
+                )
         except Busy as busy:
             return _busy_page(request, context, busy)
         except ImageRejected as exc:
@@ -66,8 +67,8 @@ def search_photo(request: HttpRequest, photo_id: int) -> HttpResponse:
     if photo is None or not photo.stored.image_path:
         raise Http404("No such photo, or it is not processed yet.")
     try:
-        k = _parse_k(request)
-        result = search_gate().run(lambda: query_from_photo(photo), lambda query: image_search(query, k=k))
+        with search_gate().slot():
+            result = image_search(query_from_photo(photo), k=_parse_k(request))
     except Busy as busy:
         return _busy_page(request, {"query_photo": photo}, busy)
     return render(request, "search/search.html", {"result": result, "query_photo": photo})

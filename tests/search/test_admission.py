@@ -33,8 +33,8 @@ def test_gate_admits_up_to_its_slots_at_once() -> None:
     gate = SearchGate(slots=2, queue=0, max_wait_s=0)
     with gate.slot(), gate.slot():
         assert gate.active == 2
-        with pytest.raises(Busy), gate.slot():
-            pass
+        with pytest.raises(Busy):
+            gate._enter()
     assert gate.active == 0
 
 
@@ -42,8 +42,8 @@ def test_full_gate_with_full_queue_answers_busy_at_once_with_a_retry_hint() -> N
     gate = SearchGate(slots=1, queue=0, max_wait_s=10, initial_service_s=1.5)
     with gate.slot():
         started = time.monotonic()
-        with pytest.raises(Busy) as caught, gate.slot():
-            pass
+        with pytest.raises(Busy) as caught:
+            gate._enter()
         assert time.monotonic() - started < 1  # did not wait for max_wait_s
     # One search running at 1.5 s plus this one on one slot: about 3 s.
     assert caught.value.retry_after_s == 3
@@ -64,8 +64,8 @@ def test_waiter_gives_up_after_max_wait_and_leaves_the_queue() -> None:
     gate = SearchGate(slots=1, queue=1, max_wait_s=0.2)
     thread, release = _holder(gate)
     started = time.monotonic()
-    with pytest.raises(Busy), gate.slot():
-        pass
+    with pytest.raises(Busy):
+        gate._enter()
     assert 0.15 < time.monotonic() - started < 2
     assert gate.waiting == 0 and gate.active == 1
     release.set()
@@ -93,69 +93,6 @@ def test_waiters_are_served_in_arrival_order() -> None:
         thread.join(5)
     assert order == [0, 1, 2]
     assert gate.active == 0
-
-
-def test_run_prepares_while_the_search_ahead_holds_the_slot_and_works_after_it() -> None:
-    gate = SearchGate(slots=1, queue=2, max_wait_s=5)
-    holder, release = _holder(gate)
-    events: list[str] = []
-
-    def prepare() -> str:
-        events.append("prepared")
-        return "query"
-
-    waiter = threading.Thread(target=lambda: events.append(gate.run(prepare, lambda q: f"searched {q}")))
-    waiter.start()
-    while "prepared" not in events:
-        time.sleep(0.01)
-    assert gate.waiting == 1 and gate.active == 1  # prepared in line, before the slot came free
-    events.append("released")
-    release.set()
-    for thread in (holder, waiter):
-        thread.join(5)
-    assert events == ["prepared", "released", "searched query"]
-    assert gate.active == 0 and gate.waiting == 0
-
-
-def test_run_leaves_the_line_when_prepare_fails() -> None:
-    gate = SearchGate(slots=1, queue=2, max_wait_s=5)
-    holder, release = _holder(gate)
-
-    def rejected() -> str:
-        raise ValueError("corrupt image")
-
-    with pytest.raises(ValueError, match="corrupt"):
-        gate.run(rejected, lambda q: q)
-    assert gate.waiting == 0 and gate.active == 1
-    release.set()
-    holder.join(5)
-    with pytest.raises(ValueError, match="corrupt"):
-        gate.run(rejected, lambda q: q)  # granted at once, then failed: the slot comes back
-    assert gate.active == 0
-
-
-def test_run_lets_at_most_one_more_request_than_slots_prepare_at_once() -> None:
-    gate = SearchGate(slots=1, queue=6, max_wait_s=5)
-    holder, release = _holder(gate)
-    preparing, most, lock, done = [0], [0], threading.Lock(), threading.Event()
-
-    def prepare() -> None:
-        with lock:
-            preparing[0] += 1
-            most[0] = max(most[0], preparing[0])
-        done.wait(0.3)
-        with lock:
-            preparing[0] -= 1
-
-    runners = [threading.Thread(target=gate.run, args=(prepare, lambda _: None)) for _ in range(5)]
-    for thread in runners:
-        thread.start()
-    time.sleep(0.2)
-    release.set()
-    for thread in [holder, *runners]:
-        thread.join(10)
-    assert most[0] == 2
-    assert gate.active == 0 and gate.waiting == 0
 
 
 def test_slot_is_released_when_the_search_raises() -> None:

@@ -235,6 +235,10 @@ def match_shortlist(
     mapper (e.g. a thread pool's map) runs the per-candidate work; the builtin map when None.
     """
     cfg = fits_needed(cfg or LocalConfig(), t)
+    if query.features is not None:
+        # Trimmed once here, so verify() gets this same object for every candidate and its cached RootSIFT
+        # and mirror are computed once (a stored photo's query carries all its 1 000 features).
+        query = dataclasses.replace(query, features=query.features.strongest(cfg.verify_features))
     order = sorted(shortlist, key=lambda i: -shortlist[i])
     ids = list(dict.fromkeys([*exact_ids, *order]))
     work = [(rank, ident, stored(ident)) for rank, ident in enumerate(ids)]

@@ -236,3 +236,23 @@ def test_fits_needed_leaves_every_level_as_the_full_fit_gives_it(library: dict[i
             assert levels[0] == levels[1]
             fitted_less += full.model != cheap.model
     assert fitted_less > 0  # some pair had too few matches for a level and skipped its fits
+
+
+def test_match_shortlist_computes_a_long_query_s_rootsift_once_for_all_candidates(
+    library: dict[int, StoredEvidence], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from search.ml import localmatch
+
+    cfg = LocalConfig(max_side=400, n_features=600, verify_features=100)
+    img = ImageOps.mirror(_scene(1)).crop((20, 10, 380, 290))
+    feats = extract_local(img, cfg)
+    assert len(feats) > cfg.verify_features  # as a stored photo used as the query
+    query = QueryEvidence(pixel_sha256(img), phash(img), feats)
+    shortlist = {0: 0.7, 1: 0.9, 2: 0.65}
+    calls: list[int] = []
+    real = localmatch.root_sift
+    monkeypatch.setattr(localmatch, "root_sift", lambda d: calls.append(len(d)) or real(d))
+    out = match_shortlist(query, shortlist, library.get, T, cfg)
+    assert out[0].id == 1 and out[0].level == Level.EDITED
+    # One per candidate, plus the query and its mirror once each (not once per candidate).
+    assert len(calls) <= len(shortlist) + 2

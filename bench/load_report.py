@@ -165,6 +165,12 @@ def table(result: dict[str, Any]) -> str:
             f"search inside the view (image_search took_ms): p50 {took['p50_ms']:.0f} ms, "
             f"p95 {took['p95_ms']:.0f} ms"
         )
+    django = result.get("search_in_django_ms") or {}
+    if django:
+        lines.append(
+            f"search in Django (Server-Timing, middleware to response): p50 {django['p50_ms']:.0f} ms, "
+            f"p95 {django['p95_ms']:.0f} ms"
+        )
     stages = result.get("search_stages_ms") or {}
     if stages:
         lines.append(
@@ -234,6 +240,7 @@ def summarise(
         "requests_per_s": round(len(records) / max(span, 1.0), 2),
         "endpoints": endpoint_stats(records),
         "search_server_took_ms": took_summary(raw["search_took_ms"]),
+        "search_in_django_ms": took_summary(raw.get("search_server_ms", [])),
         "search_end_to_end": e2e_summary(raw.get("search_e2e", [])),
         "search_stages_ms": stages_summary(raw.get("search_stages", [])),
         "error_samples": sorted({f"{r[0]}: {r[5]}" for r in failed})[:20],

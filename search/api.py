@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -189,10 +190,15 @@ class SearchApi(APIView):
         except (TypeError, ValueError):
             return Response({"error": "k must be a whole number of matches, e.g. 10"}, status=400)
         try:
+            entered = time.perf_counter()
             # Decoding the query takes CPU too: it waits for its slot with the rest of the search.
             with search_gate().slot():
+                admitted = time.perf_counter()
                 query = query_from_upload(upload)
+                decoded = time.perf_counter()
                 result = image_search(query, k=max(1, min(k, 100)), room_tag=str(data.get("room") or ""))
+            result.timings["queue_ms"] = 1000 * (admitted - entered)
+            result.timings["decode_ms"] = 1000 * (decoded - admitted)
         except Busy as busy:
             return busy_response(busy)
         except ImageRejected as exc:

@@ -17,12 +17,17 @@ def child_limits() -> ChildLimits:
     )
 
 
-def image_normalise(path: Path, name: str, limits: ImageLimits, *, with_image: bool = True) -> Normalised:
+def image_normalise(
+    path: Path, name: str, limits: ImageLimits, *, with_image: bool = True, derivatives: bool = True
+) -> Normalised:
     """Normalise an uploaded image; any decoder failure, crash, timeout or memory blow-up is ImageRejected.
 
     with_image=False skips sending the full pixels back from the child (the result's image is then the
-    normalised JPEG); callers that only store derivatives and hashes should pass it.
+    normalised JPEG); callers that only store derivatives and hashes should pass it. derivatives=False
+    skips encoding the stored JPEG and thumbnail (a search query is never stored).
     """
     if not settings.FLATSITE_DECODE_IN_CHILD:
-        return normalise(path, name, limits)
-    return normalise_isolated(path, name, limits, child_limits(), with_image=with_image)
+        return normalise(path, name, limits, derivatives=derivatives)
+    return normalise_isolated(
+        path, name, limits, child_limits(), with_image=with_image, derivatives=derivatives
+    )

@@ -127,7 +127,8 @@ def thresholds() -> LevelThresholds:
 def query_from_file(path: Path, name: str) -> QueryImage:
     """Normalise an uploaded query exactly as stored photos were (raises ImageRejected)."""
     # The same child-process decoder as ingestion: a hostile query can only fail itself.
-    result = image_normalise(path, name, ImageLimits(max_pixels=settings.FLATSITE_MAX_PIXELS))
+    limits = ImageLimits(max_pixels=settings.FLATSITE_MAX_PIXELS)
+    result = image_normalise(path, name, limits, derivatives=False)  # a query is never stored
     return QueryImage(result.image, result.sha256_pixels, result.phash, name)
 
 

@@ -57,13 +57,18 @@ def normalise_isolated(
     child: ChildLimits | None = None,
     *,
     with_image: bool = True,
+    derivatives: bool = True,
 ) -> Normalised:
     """normalise() in a decoder process under memory and time limits; failures raise ImageRejected."""
+    if not (with_image or derivatives):
+        raise ValueError("ask for the pixels, the derivatives or both")
     child_limits = child or ChildLimits()
     for attempt in (1, 2):
         decoder = _POOL.acquire(child_limits)
         try:
-            return decoder.normalise(path, name, limits or ImageLimits(), with_image=with_image)
+            return decoder.normalise(
+                path, name, limits or ImageLimits(), with_image=with_image, derivatives=derivatives
+            )
         except _StaleDecoder:
             if attempt == 2:
                 raise
@@ -102,9 +107,17 @@ class DecoderProcess:
         """Still running and reusable."""
         return self.proc.poll() is None and self.served < _RECYCLE_AFTER
 
-    def normalise(self, path: Path, name: str, limits: ImageLimits, *, with_image: bool) -> Normalised:
+    def normalise(
+        self, path: Path, name: str, limits: ImageLimits, *, with_image: bool, derivatives: bool = True
+    ) -> Normalised:
         """Send one file to the child and wait for its derivatives or its refusal."""
-        request = {"path": str(path), "name": name, "limits": asdict(limits), "with_image": with_image}
+        request = {
+            "path": str(path),
+            "name": name,
+            "limits": asdict(limits),
+            "with_image": with_image,
+            "derivatives": derivatives,
+        }
         deadline = time.monotonic() + self.limits.timeout_s
         self.served += 1
         try:
@@ -288,7 +301,9 @@ def child_main(memory_mb: int, timeout_s: float) -> None:
 def _child_handle(line: bytes) -> tuple[dict[str, Any], list[bytes]]:
     try:
         request = json.loads(line)
-        result = normalise(Path(request["path"]), request["name"], ImageLimits(**request["limits"]))
+        limits = ImageLimits(**request["limits"])
+        derivatives = bool(request.get("derivatives", True))
+        result = normalise(Path(request["path"]), request["name"], limits, derivatives=derivatives)
         blobs = [result.jpeg, result.thumbnail]
         if request.get("with_image"):
             blobs.append(result.image.tobytes())

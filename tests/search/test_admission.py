@@ -178,3 +178,22 @@ def test_api_search_with_a_non_numeric_k_is_a_clear_400(one_slot: SearchGate, re
     assert resp.status_code == 400
     assert "k must be a whole number" in resp.json()["error"]
     assert one_slot.active == 0
+
+
+@pytest.mark.django_db
+def test_api_search_reports_its_queue_and_decode_time_and_a_server_timing_header(
+    one_slot: SearchGate, realtor: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def answer(query: Any, **kwargs: Any) -> selectors_search.SearchResult:
+        return selectors_search.SearchResult(query.name, [], 12.0, {"global_ms": 5.0})
+
+    monkeypatch.setattr(selectors_search, "image_search", answer)
+    client = Client()
+    client.force_login(realtor)
+    resp = client.post(reverse("api-search"), _photo())
+    assert resp.status_code == 200, resp.content
+    timings = resp.json()["timings"]
+    assert set(timings) == {"global_ms", "queue_ms", "decode_ms"}
+    assert timings["queue_ms"] >= 0 and timings["decode_ms"] > 0
+    name, _, duration = resp["Server-Timing"].partition(";dur=")
+    assert name == "app" and float(duration) >= timings["decode_ms"]

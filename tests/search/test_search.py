@@ -246,3 +246,18 @@ def test_an_uploaded_query_s_sift_runs_on_the_configured_frame_and_still_finds_t
     assert [max(frame) for frame in frames] == [side or 480]  # the stored photos' frame is 640 (> 480 px)
     edited = [m for m in result.matches if m.level == "edited"]
     assert [m.photo.original_name for m in edited] == ["p2.jpg"]
+
+
+def test_an_uploaded_query_is_decoded_without_encoding_the_stored_jpeg_and_thumbnail(
+    tmp_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from search.ml import normalise
+
+    def never(*args: Any, **kwargs: Any) -> bytes:
+        raise AssertionError("a query is never stored: no derivative should be encoded")
+
+    settings.FLATSITE_DECODE_IN_CHILD = False  # in process, so the encoder can be watched
+    monkeypatch.setattr(normalise, "_jpeg_bytes", never)
+    img = images.picture(7, (320, 240))
+    query = _query(tmp_path, img)
+    assert query.image.size == (320, 240) and len(query.sha256_pixels) == 64

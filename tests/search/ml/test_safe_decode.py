@@ -49,6 +49,30 @@ def test_without_pixels_the_image_is_the_normalised_jpeg(tmp_path: Path) -> None
     assert result.image.format == "JPEG" and result.image.size == (result.width, result.height)
 
 
+def test_without_derivatives_no_jpeg_is_encoded_and_the_pixels_and_hashes_are_the_same(
+    tmp_path: Path,
+) -> None:
+    path = _write(tmp_path, "a.jpg", images.jpeg_with_exif(6))
+    full = normalise_isolated(path, "a.jpg")
+    bare = normalise_isolated(path, "a.jpg", derivatives=False)
+    assert bare.jpeg == b"" and bare.thumbnail == b""
+    assert (bare.width, bare.height, bare.sha256_pixels, bare.phash) == (
+        full.width,
+        full.height,
+        full.sha256_pixels,
+        full.phash,
+    )
+    assert bare.image.tobytes() == full.image.tobytes()
+    in_process = normalise(path, "a.jpg", derivatives=False)
+    assert in_process.jpeg == b"" and in_process.sha256_pixels == full.sha256_pixels
+
+
+def test_asking_for_neither_pixels_nor_derivatives_is_refused(tmp_path: Path) -> None:
+    path = _write(tmp_path, "a.png", images.png(2))
+    with pytest.raises(ValueError, match="pixels, the derivatives or both"):
+        normalise_isolated(path, "a.png", with_image=False, derivatives=False)
+
+
 def test_rejections_keep_their_reason(tmp_path: Path) -> None:
     data = images.jpeg(3, size=(640, 480))
     path = _write(tmp_path, "cut.jpg", data[: len(data) // 2])

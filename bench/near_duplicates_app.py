@@ -99,6 +99,9 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=800, help="Houses photos in the collection")
     parser.add_argument("--sources", type=int, default=40, help="collection photos edited 24 ways each")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--query-sides", default="", help="more query SIFT frames to compare (px, e.g. 400,360)"
+    )
     args = parser.parse_args()
     shared = shared_or_exit()
     work, import_s = collection_import(shared, args.limit)
@@ -117,12 +120,18 @@ def main() -> None:
         "queries": len(queries),
         "import_seconds": round(import_s, 1),
     }
-    for label in (
-        "raw cosine (no centring, no re-ranking)",
-        "centred + re-ranked, query SIFT on the stored 640 frame",
-        "centred + re-ranked (default)",
-    ):
-        with override_settings(**SETTINGS[label]):
+    rows = {
+        label: SETTINGS[label]
+        for label in (
+            "raw cosine (no centring, no re-ranking)",
+            "centred + re-ranked, query SIFT on the stored 640 frame",
+            "centred + re-ranked (default)",
+        )
+    }
+    for side in (int(v) for v in args.query_sides.split(",") if v):
+        rows[f"centred + re-ranked, query SIFT on {side} px"] = {"FLATSITE_SEARCH_QUERY_SIFT_SIDE": side}
+    for label, overrides in rows.items():
+        with override_settings(**overrides):
             indexes_rebuild()
             report[f"app: {label}"] = _run(queries, groups)
     report["load_average_1min"] = round(os.getloadavg()[0], 2)

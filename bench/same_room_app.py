@@ -111,6 +111,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--limit", type=int, default=800, help="Houses photos in the collection")
+    parser.add_argument(
+        "--query-sides", default="640,480", help="uploaded queries' SIFT frames compared (px)"
+    )
     args = parser.parse_args()
     shared = shared_or_exit()
     staging = Path(tempfile.mkdtemp(prefix="flatsite-bench-mv-"))
@@ -136,9 +139,9 @@ def main() -> None:
             indexes_rebuild()
             report[f"app: {label}"] = _app_run(photos, room_of)
     # The same photos uploaded: their SIFT runs on the query frame (FLATSITE_SEARCH_QUERY_SIFT_SIDE).
-    for side in (0, 480):
+    for side in (int(v) for v in args.query_sides.split(",")):
         with override_settings(FLATSITE_SEARCH_QUERY_SIFT_SIDE=side):
-            report[f"app default, uploaded query, query SIFT side {side or 640}"] = _app_run(
+            report[f"app default, uploaded query, query SIFT side {side}"] = _app_run(
                 photos, room_of, uploaded=True
             )
     report["load_average_1min"] = round(os.getloadavg()[0], 2)

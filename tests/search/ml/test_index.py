@@ -324,7 +324,7 @@ def test_lock_refuses_while_another_process_holds_it(tmp_path: Path) -> None:
 
 
 # Imports once, then forks one writer per round, so 50 kills cost 50 forks, not 50 interpreter starts.
-# The writer prints each version number once write() has returned (the version is then complete).
+# The writer reports each version number once write() has returned (the version is then complete).
 _SPAWNER = """
 import os, sys
 from pathlib import Path
@@ -339,7 +339,9 @@ def write_forever(root, seed):
         x = rng.standard_normal((n, 64)).astype(np.float32)
         x /= np.linalg.norm(x, axis=1, keepdims=True)
         info = store.write(build_index(np.arange(n), x, IndexConfig(dim=64)), {"n": n})
-        print("wrote", info.version, flush=True)
+        # One write() per line: print() makes one per piece when PYTHONUNBUFFERED is set, and a kill
+        # between "wrote" and the number left the parent reading "wrotereaped".
+        os.write(1, f"wrote {info.version}\\n".encode())
         store.prune(keep=2, tmp_max_age_s=0.0)  # as index_add does; killed mid-prune too
 
 for line in sys.stdin:

@@ -31,6 +31,7 @@ from search.ml.normalise import ImageLimits, check_extension
 from search.models import Feature, Photo
 from search.selectors_clusters import photo_room_tags
 from search.selectors_rerank import RerankIndexes, rerank_encoder, rerank_indexes, similar_rerank
+from search.services.features import LOCAL_ENCODER
 from search.services.index import index_for_search
 
 LEVEL_ORDER = [Level.EXACT, Level.EDITED, Level.SAME_ROOM, Level.SIMILAR]
@@ -149,10 +150,10 @@ def query_from_photo(photo: Photo) -> QueryImage:
     with Image.open(storage.media_path(stored.image_path)) as img:
         image = img.convert("RGB")
     exclude = {stored.pk, photo.pk, *Photo.objects.filter(duplicate_of=stored).values_list("pk", flat=True)}
-    encoders = [settings.FLATSITE_SEARCH_ENCODER, "sift", rerank_encoder()]
+    encoders = [settings.FLATSITE_SEARCH_ENCODER, LOCAL_ENCODER, rerank_encoder()]
     features = dict(Feature.objects.filter(photo=stored, encoder__in=encoders).values_list("encoder", "data"))
     vector = features.get(settings.FLATSITE_SEARCH_ENCODER)
-    local = features.get("sift")
+    local = features.get(LOCAL_ENCODER)
     vector2 = features.get(rerank_encoder())
     return QueryImage(
         image,
@@ -220,7 +221,7 @@ def _shortlist(query: QueryImage, size: int, index: VectorIndex | None) -> _Shor
 def _stored_lookup(ids: list[int], verify_ids: list[int]) -> dict[int, StoredEvidence]:
     rows = Photo.objects.filter(pk__in=ids).values_list("pk", "sha256_pixels", "phash")
     local = dict(
-        Feature.objects.filter(encoder="sift", photo_id__in=verify_ids).values_list("photo_id", "data")
+        Feature.objects.filter(encoder=LOCAL_ENCODER, photo_id__in=verify_ids).values_list("photo_id", "data")
     )
     return {
         pk: StoredEvidence(

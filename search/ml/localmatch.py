@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import struct
+import zipfile
 from dataclasses import dataclass, replace
 from functools import cached_property
 
@@ -106,13 +107,17 @@ class LocalFeatures:
 
     @classmethod
     def _from_npz(cls, data: bytes) -> LocalFeatures:
-        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
-            w, h = (int(v) for v in arrays["image_size"])
-            return cls(
-                keypoints=arrays["keypoints"].astype(np.float32),
-                descriptors=arrays["descriptors"],
-                image_size=(w, h),
-            )
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+                w, h = (int(v) for v in arrays["image_size"])
+                return cls(
+                    keypoints=arrays["keypoints"].astype(np.float32),
+                    descriptors=arrays["descriptors"],
+                    image_size=(w, h),
+                )
+        # np.load's ways to refuse a blob: not a zip (it then refuses the pickle), a bad zip, missing arrays.
+        except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            raise ValueError(f"not a local features blob ({type(exc).__name__}: {exc})") from exc
 
     @cached_property
     def root(self) -> np.ndarray:

@@ -93,6 +93,19 @@ def test_from_bytes_refuses_a_truncated_blob(scene_features: LocalFeatures) -> N
         LocalFeatures.from_bytes(data[:10])
 
 
+@pytest.mark.parametrize("blob", [b"garbage", b"PK\x03\x04" + b"\x00" * 40, b""])
+def test_from_bytes_refuses_a_blob_in_neither_format_with_a_value_error(blob: bytes) -> None:
+    with pytest.raises(ValueError, match="not a local features blob"):
+        LocalFeatures.from_bytes(blob)
+
+
+def test_from_bytes_refuses_an_npz_without_the_local_features_arrays() -> None:
+    buf = io.BytesIO()
+    np.savez(buf, something_else=np.zeros(3))
+    with pytest.raises(ValueError, match="KeyError"):
+        LocalFeatures.from_bytes(buf.getvalue())
+
+
 def test_query_features_on_a_smaller_frame_still_verify_an_edited_copy(scene: Image.Image) -> None:
     stored = extract_local(scene.resize((800, 600)), LocalConfig(max_side=640, n_features=1000))
     w, h = scene.size

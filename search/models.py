@@ -184,8 +184,12 @@ class Photo(models.Model):
         return self.duplicate_of if self.duplicate_of_id and self.duplicate_of else self
 
 
+# Feature.encoder of the local keypoints verification reads (the other encoders' rows are global vectors).
+LOCAL_ENCODER = "sift"
+
+
 class Feature(models.Model):
-    """A photo's descriptor from one encoder (global vector, or local keypoints for "sift")."""
+    """A photo's descriptor from one encoder (global vector, or local keypoints for LOCAL_ENCODER)."""
 
     photo = models.ForeignKey(Photo, on_delete=models.CASCADE, related_name="features")
     encoder = models.CharField(max_length=64)

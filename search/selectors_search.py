@@ -28,10 +28,9 @@ from search.ml.matching import (
     merge_hits,
 )
 from search.ml.normalise import ImageLimits, check_extension
-from search.models import Feature, Photo
+from search.models import LOCAL_ENCODER, Feature, Photo
 from search.selectors_clusters import photo_room_tags
 from search.selectors_rerank import RerankIndexes, rerank_encoder, rerank_indexes, similar_rerank
-from search.services.features import LOCAL_ENCODER
 from search.services.index import index_for_search
 
 LEVEL_ORDER = [Level.EXACT, Level.EDITED, Level.SAME_ROOM, Level.SIMILAR]

@@ -14,11 +14,10 @@ from PIL import Image
 
 from search import storage
 from search.ml.features import encoder_status, load_encoder
-from search.models import Feature, Job, Photo
+from search.models import LOCAL_ENCODER, Feature, Job, Photo
 from search.services import cluster_assign, index, jobs, matches
 
 log = logging.getLogger(__name__)
-LOCAL_ENCODER = "sift"
 BATCH = 32
 FLUSH = 1024  # vectors per index version written
 

@@ -181,10 +181,23 @@ def rss_sample(web: Any, worker: Any, t0: float) -> dict[str, float]:
         "web": web_main,
         "web_total": web_total,
         "worker": worker_total,
+        "index_mb": live_index_mb(),
         "web_cpu_s": web_cpu,  # user + system CPU seconds so far (children that exited are not counted)
         "worker_cpu_s": worker_cpu,
         "load1": os.getloadavg()[0],
     }
+
+
+def live_index_mb() -> float:
+    """MB of vectors in the live indexes: the web process holds them in memory and they grow with uploads."""
+    from search.models import Feature, IndexVersion
+
+    total = 0
+    live = IndexVersion.objects.filter(status=IndexVersion.Status.LIVE).values_list("encoder", "count")
+    for encoder, count in live:
+        dim = Feature.objects.filter(encoder=encoder).values_list("dim", flat=True).first() or 0
+        total += count * dim * 4  # float32
+    return total / 2**20
 
 
 def locust_run(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.load_report import e2e_summary, endpoint_stats, stages_summary, verdicts
+from bench.load_report import e2e_summary, endpoint_stats, stages_summary, verdicts, web_memory
 
 
 def test_end_to_end_summary_counts_searches_that_were_answered_busy_first() -> None:
@@ -35,3 +35,34 @@ def test_search_verdict_names_the_busy_share_and_the_end_to_end_time() -> None:
     verdict = verdicts(result)["search p95 < 300 ms"]
     assert verdict.startswith("met (100 ms)")
     assert "5.3 % of searches were answered busy first (end-to-end p95 2100 ms" in verdict
+
+
+def _rss_samples(web_per_min: float, index_per_min: float) -> list[dict[str, float]]:
+    return [
+        {"t": t, "web": 1000.0 + web_per_min * t / 60, "index_mb": 2.0 + index_per_min * t / 60}
+        for t in range(0, 601, 5)
+    ]
+
+
+def test_web_memory_growth_that_the_growing_indexes_explain_is_not_a_leak() -> None:
+    memory = web_memory(_rss_samples(web_per_min=1.5, index_per_min=0.8))
+    assert memory["slope_2nd_half_mb_per_min"] == 1.5
+    assert memory["index_slope_2nd_half_mb_per_min"] == 0.8
+    assert memory["net_slope_2nd_half_mb_per_min"] == 0.7
+    verdict = verdicts({"error_rate": 0.0, "endpoints": {}, "web_rss": memory, "photos": {"lost": 0}})
+    assert verdict["web memory flat"].startswith(
+        "no growth in the 2nd half beyond the indexes' growth (+0.70"
+    )
+
+
+def test_web_memory_growing_beyond_the_indexes_is_reported_as_growing() -> None:
+    memory = web_memory(_rss_samples(web_per_min=3.0, index_per_min=0.8))
+    verdict = verdicts({"error_rate": 0.0, "endpoints": {}, "web_rss": memory, "photos": {"lost": 0}})
+    assert verdict["web memory flat"].startswith("GROWING in the 2nd half beyond the indexes' growth (+2.20")
+
+
+def test_web_memory_without_index_sizes_judges_the_raw_slope() -> None:
+    samples = [{"t": float(t), "web": 1000.0 + 2.0 * t / 60} for t in range(0, 601, 5)]
+    memory = web_memory(samples)
+    assert memory["index_slope_2nd_half_mb_per_min"] == 0.0
+    assert memory["net_slope_2nd_half_mb_per_min"] == 2.0

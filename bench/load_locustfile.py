@@ -28,6 +28,8 @@ from typing import Any
 
 from locust import HttpUser, between, events, task
 
+from bench.load_report import SEARCH_BUSY
+
 CONFIG: dict[str, Any] = json.loads(Path(os.environ["FLATSITE_LOAD_CONFIG"]).read_text())
 RECORDS: list[list[Any]] = []  # [name, ms, ok, status, started_at, error]
 ACCEPTED: list[int] = []  # photo ids the API acknowledged as accepted (must reach a final state)
@@ -38,7 +40,6 @@ SEARCH_STAGES: list[dict[str, float]] = []  # the answer's timings: ms per stage
 SEARCH_SERVER: list[float] = []  # Server-Timing app;dur: ms Django spent on the request, middleware included
 # Per search task: [ms from the first request to the final answer, busy answers retried on the way].
 SEARCH_E2E: list[list[float]] = []
-SEARCH_BUSY = "search busy (503, retried)"
 MAX_BUSY_RETRIES = 3  # the 4th busy answer in a row counts as a failed search
 BAD_UPLOAD_EVERY = 25  # one upload in 25 carries a truncated JPEG: it must be rejected, not crash anything
 

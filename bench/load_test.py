@@ -207,7 +207,9 @@ def locust_run(
     argv = [str(BIN / "locust"), "-f", str(ROOT / "bench" / "load_locustfile.py"), "--headless"]
     argv += ["-u", str(args.users), "-r", str(args.spawn_rate), "-t", f"{round(args.minutes * 60)}s"]
     argv += ["--host", url, "--only-summary", "--stop-timeout", "30", "--loglevel", "WARNING"]
-    env = {**os.environ, "FLATSITE_LOAD_CONFIG": str(config)}
+    # The repository root on the path: the locustfile imports bench.load_report (no Django in either).
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "FLATSITE_LOAD_CONFIG": str(config), "PYTHONPATH": path}
     with open(work / "logs" / "locust.log", "wb") as log:
         proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         t0 = time.monotonic()

@@ -334,7 +334,9 @@ def run(args: argparse.Namespace, houses: Path, work: Path, database_url: str | 
         "houses": str(houses),
         "accounts": accounts,
         "upload_names": rest or seeded,
-        "upload_pool": min(max(16 * args.users, 100), 2000),
+        # Distinct upload copies: a realtor uploads ~1.6 photos a minute here; once the pool is used up the
+        # uploads repeat byte for byte and are answered "duplicate" without work (bench/README.md).
+        "upload_pool": min(max(round(2 * args.users * args.minutes), 100), 3000),
         "query_names": seeded,
         "query_pool": 100,
         "records": str(work / "records.json"),

@@ -52,7 +52,12 @@ def job_changed(job: Job, *, force: bool = False) -> None:
     now = time.monotonic()
     if not force and not job.is_final and now - _last_sent.get(job.pk, 0.0) < MIN_INTERVAL_S:
         return
-    _last_sent[job.pk] = now
+    if job.is_final:
+        # Nothing is throttled after the final snapshot: forgetting the job keeps this map as small as the
+        # jobs still running, in processes that publish for every job they ever ran (workers, web).
+        _last_sent.pop(job.pk, None)
+    else:
+        _last_sent[job.pk] = now
     message = {"type": "job.snapshot", "job": job_snapshot(job)}
     layer = get_channel_layer()
     if layer is None:

@@ -100,10 +100,15 @@ def slope_per_minute(samples: list[tuple[float, float]]) -> float:
     return 60.0 * sum((t - mx) * (v - my) for t, v in samples) / var
 
 
+def second_half(samples: list[dict[str, float]]) -> list[dict[str, float]]:
+    """The samples taken in the second half of the run, where growth means more than warm-up."""
+    return [s for s in samples if s["t"] >= samples[-1]["t"] / 2]
+
+
 def rss_summary(samples: list[dict[str, float]], key: str) -> dict[str, float]:
     """Start / max / end (MB) of one sampled memory series and its slope (MB/min), whole run and 2nd half."""
     series = [(s["t"], s[key]) for s in samples]
-    half = [p for p in series if p[0] >= series[-1][0] / 2]
+    half = [(s["t"], s[key]) for s in second_half(samples)]
     return {
         "start_mb": round(series[0][1], 1),
         "max_mb": round(max(v for _, v in series), 1),
@@ -116,7 +121,7 @@ def rss_summary(samples: list[dict[str, float]], key: str) -> dict[str, float]:
 def web_memory(samples: list[dict[str, float]]) -> dict[str, float]:
     """The web process's RSS summary plus the growth its cached indexes explain (MB/min, 2nd half)."""
     out = rss_summary(samples, "web")
-    half = [s for s in samples if s["t"] >= samples[-1]["t"] / 2]
+    half = second_half(samples)
     # Every uploaded photo adds its vectors to the live indexes the web process keeps in memory: growth
     # that follows the collection's size, not a leak. Samples without index sizes explain nothing.
     index = slope_per_minute([(s["t"], s.get("index_mb", 0.0)) for s in half])

@@ -28,8 +28,7 @@ def test_a_thousand_finished_jobs_leave_nothing_in_the_throttle() -> None:
     owner = UserFactory()
     before = len(events._last_sent)
     for _ in range(1000):
-        job = Job(pk=None, kind=Job.Kind.INGEST, created_by=owner, status=Job.Status.RUNNING)
-        job.save()
+        job = Job.objects.create(kind=Job.Kind.INGEST, created_by=owner, status=Job.Status.RUNNING)
         events.job_changed(job)
         job.status = Job.Status.FAILED
         events.job_changed(job)

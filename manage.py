@@ -10,7 +10,14 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flatsite.settings")
     from django.core.management import execute_from_command_line
 
-    execute_from_command_line(sys.argv)
+    from flatsite.settings_errors import SettingError
+
+    try:
+        execute_from_command_line(sys.argv)
+    except SettingError as exc:
+        # A mistyped setting is the user's to fix: say which, without a traceback through Django's loader.
+        sys.stderr.write(f"flatsite: bad setting: {exc}\n")
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -8,20 +8,42 @@ export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/0}"
 say() { printf '\033[1m[flatsite]\033[0m %s\n' "$*" >&2; }
 
 ensure_venv() {
-  # Create the virtualenv and install pinned dependencies once per change of pyproject.toml.
+  # Create the virtualenv and install pinned dependencies once per change of pyproject.toml. pip's own
+  # output (hundreds of lines of resolver and build-backend chatter) goes to a log; a few lines say how it goes.
   local python="${PYTHON:-python3.11}"
   command -v "$python" >/dev/null 2>&1 || python=python3
   "$python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || {
     say "Python 3.11 is required (found $("$python" --version 2>&1))"; exit 1; }
   [ -x "$PY" ] || { say "creating virtualenv in $VENV"; "$python" -m venv "$VENV"; }
-  local stamp="$VENV/.flatsite-installed" want
+  local stamp="$VENV/.flatsite-installed" want log="$VENV/install.log" started=$SECONDS
   want="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    say "installing dependencies (first run takes a few minutes)"
-    "$PY" -m pip install -q --upgrade pip
-    "$PY" -m pip install -q -e "$ROOT[dev]"
+    say "installing dependencies (first run: a few minutes; full log in $log)"
+    if ! { "$PY" -m pip install -q --upgrade pip && "$PY" -m pip install -q -e "$ROOT[dev]"; } >"$log" 2>&1; then
+      say "installing dependencies failed; the end of $log:"; tail -n 25 "$log" >&2; exit 1
+    fi
+    say "installed $("$PY" -m pip list --format=freeze 2>/dev/null | wc -l) packages in $((SECONDS - started)) s"
     echo "$want" > "$stamp"
   fi
+}
+
+up_environment() {
+  # bin/up's defaults. DEBUG stays as the environment or .env says (off when unset): error pages never list
+  # the URL patterns. The local server speaks plain HTTP, so its cookies cannot be Secure-only; a deployment
+  # behind TLS sets SECURE_COOKIES=1 (docker/compose.yaml).
+  export SECURE_COOKIES="${SECURE_COOKIES:-0}"
+  export PORT="${PORT:-8000}"
+}
+
+ensure_secret_key() {
+  # One generated SECRET_KEY per data folder, written once (never committed: var/ is ignored), so every
+  # later `manage.py` command works in a new shell with DEBUG off and no environment set.
+  local key_file="$FLATSITE_DATA_DIR/secret_key"
+  [ -n "${SECRET_KEY:-}" ] && return 0
+  [ -s "$key_file" ] && return 0
+  mkdir -p "$FLATSITE_DATA_DIR"
+  (umask 077; "$PY" -c 'import secrets; print(secrets.token_urlsafe(50))' > "$key_file.tmp" && mv "$key_file.tmp" "$key_file")
+  say "generated a secret key in $key_file"
 }
 
 redis_answers() {

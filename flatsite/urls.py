@@ -12,3 +12,9 @@ urlpatterns = [
     path("training/", include("training.urls")),
     path("", include("search.urls")),
 ]
+
+# Styled pages for people, the API's JSON error shape under /api/ (flatsite/errors.py).
+handler400 = "flatsite.errors.bad_request"
+handler403 = "flatsite.errors.permission_denied"
+handler404 = "flatsite.errors.page_not_found"
+handler500 = "flatsite.errors.server_error"

@@ -1,4 +1,3 @@
-import os
 
 from django.apps import AppConfig
 
@@ -23,8 +22,8 @@ class SearchConfig(AppConfig):
 
         from search import tasks, tasks_clusters, tasks_ops  # noqa: F401
 
-        faiss.omp_set_num_threads(int(os.environ.get("FLATSITE_FAISS_THREADS", "1")))
+        faiss.omp_set_num_threads(settings.FLATSITE_FAISS_THREADS)
         torch.set_num_threads(settings.FLATSITE_TORCH_THREADS or 1)
-        threads = int(os.environ.get("FLATSITE_BLAS_THREADS", "1"))
+        threads = settings.FLATSITE_BLAS_THREADS
         threadpool_limits(limits=threads, user_api="blas")
         cv2.setNumThreads(threads)

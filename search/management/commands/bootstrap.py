@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from search.services import accounts
@@ -16,8 +16,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         counts = accounts.roles_setup()
         self.stdout.write("roles: " + ", ".join(f"{k} ({v} permissions)" for k, v in counts.items()))
-        username = os.environ.get("FLATSITE_ADMIN_USER", "admin")
-        user, generated = accounts.admin_ensure(username, os.environ.get("FLATSITE_ADMIN_PASSWORD") or None)
+        username = settings.FLATSITE_ADMIN_USER
+        user, generated = accounts.admin_ensure(username, settings.FLATSITE_ADMIN_PASSWORD or None)
         if generated:
             self.stdout.write(
                 self.style.WARNING(f"created admin '{user.get_username()}' password: {generated}")

@@ -10,6 +10,10 @@ from typing import Any
 
 from search.ml.normalise import ALLOWED_EXTENSIONS
 
+# A zip in the folder is imported as the web upload would: its image entries become photos of the listing.
+ZIP_EXTENSIONS = (".zip",)
+IMPORTABLE_EXTENSIONS = (*ALLOWED_EXTENSIONS, *ZIP_EXTENSIONS)
+
 HOUSES_FILE = re.compile(r"^(?P<house>\d+)_(?P<room>[A-Za-z]+)\.[A-Za-z]+$")
 HOUSES_INFO_GLOB = "HousesInfo*.txt"
 CSV_COLUMNS = (
@@ -41,7 +45,39 @@ class PlannedListing:
 
 
 def _importable(path: Path) -> bool:
-    return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in ALLOWED_EXTENSIONS
+    return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMPORTABLE_EXTENSIONS
+
+
+def _skip_reason(path: Path, root: Path, metadata: set[Path]) -> str:
+    if path in metadata:
+        return "listing metadata (read for the listings, not a photo)"
+    if any(part.startswith(".") for part in path.relative_to(root).parts):
+        return "hidden file"
+    if path.suffix.lower() not in IMPORTABLE_EXTENSIONS:
+        return f"not a photo or zip ({path.suffix.lower() or 'no extension'})"
+    return "not part of this folder's layout (e.g. not named in the listings CSV)"
+
+
+def skipped_files(root: Path, plans: list[PlannedListing], listings_csv: Path | None = None) -> list[Skipped]:
+    """Every file under root that the plan does not import, with the reason (so no file goes unmentioned)."""
+    planned = {path.resolve() for plan in plans for path, _ in plan.files}
+    metadata = {p.resolve() for p in root.glob(HOUSES_INFO_GLOB)}
+    if listings_csv is not None:
+        metadata.add(listings_csv.resolve())
+    skipped = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        resolved = path.resolve()
+        if resolved not in planned:
+            skipped.append(Skipped(path, _skip_reason(resolved, root.resolve(), metadata)))
+    return skipped
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file of the folder that is not imported, and why."""
+
+    path: Path
+    reason: str
 
 
 def plan_import(root: Path, listings_csv: Path | None = None) -> list[PlannedListing]:
@@ -66,7 +102,8 @@ def plan_folders(root: Path) -> list[PlannedListing]:
         if files:
             plans.append(PlannedListing(f"{root.name}/{sub.name}", sub.name, files=[(p, "") for p in files]))
     if not plans:
-        raise ImportPlanError(f"no photos found in {root} (looked for {', '.join(ALLOWED_EXTENSIONS)})")
+        looked = ", ".join(IMPORTABLE_EXTENSIONS)
+        raise ImportPlanError(f"no photos found in {root} (looked for {looked})")
     return plans
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +14,7 @@ from django.core.management import CommandError, call_command
 
 from search.importing import ImportPlanError, plan_houses, plan_import
 from search.models import Job, Listing, Photo
+from search.services import imports
 from tests import images
 from tests.shared_data import require_shared_data
 
@@ -84,7 +88,7 @@ def test_import_photos_inline_imports_processes_and_is_idempotent(tmp_path: Path
     copy = Photo.objects.get(status=Photo.Status.DUPLICATE)
     assert copy.room_tag == "kitchen" and copy.duplicate_of.listing.external_id == "house-1"
     assert set(Job.objects.values_list("status", flat=True)) == {Job.Status.SUCCEEDED}
-    assert "photos/s" in capsys.readouterr().out
+    assert "files/s" in capsys.readouterr().out
     call_command("import_photos", str(root), "--inline")
     assert Photo.objects.count() == 4
 
@@ -103,3 +107,93 @@ def test_shared_houses_folder_plans_200_listings_of_four_photos() -> None:
     assert all(len(p.files) == 4 for p in plans)
     assert {tag for p in plans for _, tag in p.files} == {"bathroom", "bedroom", "kitchen", "frontal"}
     assert plans[0].fields["zipcode"] == "85255"
+
+
+def _report(path: Path) -> dict[str, tuple[str, str]]:
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    files = [r["file"] for r in rows]
+    assert len(files) == len(set(files)), "a file has more than one row"
+    return {r["file"]: (r["outcome"], r["detail"]) for r in rows}
+
+
+def _zip(entries: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+    return buffer.getvalue()
+
+
+@pytest.mark.django_db
+def test_every_file_of_the_folder_gets_exactly_one_outcome(tmp_path: Path, capsys: Any) -> None:
+    root = tmp_path / "flat"
+    _write(root / "a-kitchen.jpg", images.jpeg(1))
+    _write(root / "b-kitchen-again.jpg", images.jpeg(1))  # the same pixels: a duplicate
+    _write(root / "broken.jpg", images.jpeg(2)[:1500])  # a readable header, then cut off
+    _write(root / "plan.svg", b"<svg xmlns='http://www.w3.org/2000/svg'/>")
+    _write(root / "notes.txt", b"viewing on Tuesday")
+    _write(root / ".DS_Store", b"\0")
+    _write(root / "more.zip", _zip({"bath.jpg": images.jpeg(3), "hall.png": images.png(4)}))
+    report = tmp_path / "report.csv"
+    call_command("import_photos", str(root), "--inline", "--report", str(report))
+    rows = _report(report)
+    assert set(rows) == {
+        "a-kitchen.jpg",
+        "b-kitchen-again.jpg",
+        "broken.jpg",
+        "plan.svg",
+        "notes.txt",
+        ".DS_Store",
+        "more.zip/bath.jpg",
+        "more.zip/hall.png",
+    }
+    assert (
+        rows["a-kitchen.jpg"][0] == rows["more.zip/bath.jpg"][0] == rows["more.zip/hall.png"][0] == "accepted"
+    )
+    assert rows["b-kitchen-again.jpg"][0] == "duplicate"
+    assert rows["broken.jpg"][0] == "rejected" and rows["broken.jpg"][1]
+    assert rows["plan.svg"] == ("skipped", "not a photo or zip (.svg)")
+    assert rows["notes.txt"] == ("skipped", "not a photo or zip (.txt)")
+    assert rows[".DS_Store"] == ("skipped", "hidden file")
+    out = capsys.readouterr().out
+    assert f"broken.jpg: rejected: {rows['broken.jpg'][1]}" in out
+    assert "plan.svg: skipped: not a photo or zip (.svg)" in out
+    assert "3 accepted, 1 duplicate, 1 rejected, 3 skipped" in out
+    assert Photo.objects.filter(status=Photo.Status.INDEXED).count() == 3
+
+
+@pytest.mark.django_db
+def test_an_invalid_zip_is_rejected_alone_and_the_rest_imports(tmp_path: Path) -> None:
+    root = tmp_path / "flat"
+    _write(root / "kitchen.jpg", images.jpeg(1))
+    _write(root / "broken.zip", b"PK\x03\x04 not really a zip")
+    report = tmp_path / "report.csv"
+    call_command("import_photos", str(root), "--inline", "--report", str(report))
+    rows = _report(report)
+    assert rows["kitchen.jpg"][0] == "accepted"
+    assert rows["broken.zip"][0] == "rejected" and "zip" in rows["broken.zip"][1]
+
+
+@pytest.mark.django_db
+def test_a_folder_larger_than_one_upload_is_split_into_several_jobs(tmp_path: Path, settings: Any) -> None:
+    settings.FLATSITE_MAX_FILES_PER_UPLOAD = 3
+    root = tmp_path / "big"
+    for seed in range(7):
+        _write(root / f"photo-{seed}.jpg", images.jpeg(100 + seed))
+    report = tmp_path / "report.csv"
+    call_command("import_photos", str(root), "--inline", "--report", str(report))
+    assert [o for o, _ in _report(report).values()] == ["accepted"] * 7
+    assert Photo.objects.filter(status=Photo.Status.INDEXED).count() == 7
+    assert sorted(Job.objects.filter(kind=Job.Kind.INGEST).values_list("total", flat=True)) == [1, 3, 3]
+
+
+def test_import_chunks_keep_each_zip_alone_and_cap_the_rest() -> None:
+    files = [Path(f"{i}.jpg") for i in range(5)] + [Path("a.zip"), Path("b.ZIP")]
+    assert imports.import_chunks(files, 2) == [
+        [Path("0.jpg"), Path("1.jpg")],
+        [Path("2.jpg"), Path("3.jpg")],
+        [Path("4.jpg")],
+        [Path("a.zip")],
+        [Path("b.ZIP")],
+    ]

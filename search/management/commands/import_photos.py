@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import csv
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 from tqdm import tqdm
 
 from search import roles
-from search.importing import ImportPlanError, plan_import
+from search.importing import ZIP_EXTENSIONS, ImportPlanError, plan_import, skipped_files
 from search.models import Job
+from search.selectors_imports import ReportRow, rows_finalise
 from search.services import accounts, features, imports
-from search.uploads import UploadRejected
 
 
 class Command(BaseCommand):
@@ -30,30 +32,33 @@ class Command(BaseCommand):
         parser.add_argument("--inline", action="store_true", help="process here instead of in a worker")
         parser.add_argument("--owner", default="importer", help="agent account owning the listings")
         parser.add_argument("--timeout", type=float, default=3600, help="seconds to wait for workers")
+        parser.add_argument(
+            "--report", type=Path, default=None, help="CSV of every file's outcome (default var/imports/)"
+        )
 
     def handle(self, *args: Any, **opts: Any) -> None:
+        root: Path = opts["directory"]
         try:
-            plans = plan_import(opts["directory"], opts["listings"])
+            plans = plan_import(root, opts["listings"])
         except ImportPlanError as exc:
             raise CommandError(str(exc)) from exc
         owner = self._owner(opts["owner"])
+        skipped = skipped_files(root, plans, opts["listings"])
         total = sum(len(p.files) for p in plans)
-        self.stdout.write(f"importing {total} files into {len(plans)} listings as '{owner.get_username()}'")
+        self.stdout.write(
+            f"importing {total} files into {len(plans)} listings as '{owner.get_username()}'"
+            + (f" ({len(skipped)} other files skipped)" if skipped else "")
+        )
         started = time.monotonic()
         since = timezone.now()
-        outcomes: Counter[str] = Counter()
-        with tqdm(total=total, unit="photo", disable=None) as bar:
+        rows: list[ReportRow] = []
+        with tqdm(total=total, unit="file", disable=None) as bar:
 
-            def on_listing(plan: Any, result: Any) -> None:
-                outcomes.update(o.status for o in result.outcomes)
-                bar.update(len(plan.files))
+            def on_chunk(plan: Any, chunk: list[Path], result: Any) -> None:
+                rows.extend(_rows(root, plan, chunk, result.outcomes))
+                bar.update(len(chunk))
 
-            try:
-                results = imports.listings_import(
-                    plans, owner=owner, inline=opts["inline"], on_listing=on_listing
-                )
-            except UploadRejected as exc:
-                raise CommandError(str(exc)) from exc
+            results = imports.listings_import(plans, owner=owner, inline=opts["inline"], on_chunk=on_chunk)
         job_ids = [r.job.pk for r in results if r.job is not None]
         if opts["inline"]:
             self.stdout.write("extracting features and indexing (inline)")
@@ -64,7 +69,8 @@ class Command(BaseCommand):
         else:
             self._wait(job_ids, opts["timeout"])
             self._wait_extraction(since, opts["timeout"])
-        self._summary(job_ids, outcomes, results, time.monotonic() - started)
+        rows = rows_finalise(rows) + [ReportRow(_rel(root, s.path), "", "skipped", s.reason) for s in skipped]
+        self._report(rows, opts["report"] or _default_report(), time.monotonic() - started)
 
     def _owner(self, username: str) -> Any:
         user = get_user_model().objects.filter(username=username).first()
@@ -101,17 +107,46 @@ class Command(BaseCommand):
             time.sleep(1)
         self.stdout.write("features extracted and indexed")
 
-    def _summary(
-        self, job_ids: list[int], outcomes: Counter[str], results: list[Any], seconds: float
-    ) -> None:
-        states: Counter[str] = Counter()
-        for job in Job.objects.filter(pk__in=job_ids):
-            states.update(job.result.get("summary", {}))
-        rejected = [(o.name, o.detail) for r in results for o in r.outcomes if o.status == "rejected"]
-        for name, why in rejected[:20]:
-            self.stdout.write(self.style.WARNING(f"rejected {name}: {why}"))
-        count = sum(outcomes.values())
-        rate = count / seconds if seconds > 0 else 0.0
-        self.stdout.write(
-            f"done in {seconds:.1f}s ({rate:.1f} photos/s): upload {dict(outcomes)}; processed {dict(states)}"
-        )
+    def _report(self, rows: list[ReportRow], path: Path, seconds: float) -> None:
+        # Every file gets exactly one row in the report; every file not accepted also gets a line here.
+        for row in rows:
+            if row.outcome != "accepted":
+                style = self.style.WARNING if row.outcome in ("rejected", "skipped") else str
+                self.stdout.write(style(row.line()))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(REPORT_COLUMNS)
+            writer.writerows((r.file, r.listing, r.outcome, r.detail, r.photo_id or "") for r in rows)
+        counts = Counter(r.outcome for r in rows)
+        rate = len(rows) / seconds if seconds > 0 else 0.0
+        summary = ", ".join(f"{counts[k]} {k}" for k in ("accepted", "duplicate", "rejected", "skipped"))
+        self.stdout.write(f"done in {seconds:.1f}s ({rate:.1f} files/s): {summary}; report: {path}")
+
+
+REPORT_COLUMNS = ("file", "listing", "outcome", "detail", "photo_id")
+
+
+def _default_report() -> Path:
+    return Path(settings.DATA_DIR) / "imports" / f"import-{timezone.now():%Y%m%d-%H%M%S}.csv"
+
+
+def _rel(root: Path, path: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def _rows(root: Path, plan: Any, chunk: list[Path], outcomes: list[Any]) -> list[ReportRow]:
+    """Report rows of one ingested batch; a zip's entries are named inside the zip."""
+    by_name = {p.name: p for p in chunk}
+    archive = chunk[0] if len(chunk) == 1 and chunk[0].suffix.lower() in ZIP_EXTENSIONS else None
+    rows = []
+    for o in outcomes:
+        if archive is not None and o.name != archive.name:
+            file = f"{_rel(root, archive)}/{o.name}"
+        else:
+            file = _rel(root, by_name.get(o.name, root / o.name))
+        rows.append(ReportRow(file, plan.external_id, o.status, o.detail, o.photo_id))
+    return rows

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.paginator import Page, Paginator
 from django.db.models import Count, F, Q, QuerySet, Window
 from django.db.models.functions import RowNumber
@@ -217,6 +218,165 @@ def last_undoable(run: ClusteringRun) -> ModeratorAction | None:
         .select_related("user")
         .first()
     )
+
+
+def photo_count(n: int) -> str:
+    """'1 photo' or 'n photos'."""
+    return f"{n} photo" if n == 1 else f"{n} photos"
+
+
+@dataclass
+class Consequences:
+    """What a destructive action would do, in sentences, and the photos it would touch (for thumbnails)."""
+
+    lines: list[str]
+    photo_ids: list[int] = field(default_factory=list)
+
+
+def _editable_run(run_id: int) -> ClusteringRun:
+    """The run, refused as the actions refuse it unless it is the current one."""
+    run = ClusteringRun.objects.filter(pk=run_id).first()
+    if run is None or not run.is_current:
+        raise ValidationError("only the current clustering run can be edited; older runs are read-only")
+    return run
+
+
+def _active_cluster(cluster_id: int, run: ClusteringRun | None = None) -> Cluster:
+    cluster = Cluster.objects.select_related("run").filter(pk=cluster_id).first()
+    if cluster is None or (run is not None and cluster.run_id != run.pk):
+        raise ValidationError("no such cluster in this run")
+    _editable_run(cluster.run_id)
+    if cluster.state not in ACTIVE_STATES:
+        raise ValidationError(
+            f"{cluster.display_name} was {cluster.get_state_display()}; it cannot be edited"
+        )
+    return cluster
+
+
+def _label(cluster: Cluster) -> str:
+    """A cluster as a confirmation page names it: “Kitchen”, or Cluster #7 when unnamed."""
+    return f"“{cluster.name}”" if cluster.name else cluster.display_name
+
+
+def _described(cluster: Cluster, size: int) -> str:
+    """Cluster “Kitchen” (37 photos, approved)."""
+    name = f"Cluster “{cluster.name}”" if cluster.name else cluster.display_name
+    return f"{name} ({photo_count(size)}, {cluster.get_state_display().lower()})"
+
+
+def _size(cluster: Cluster) -> int:
+    return Membership.objects.filter(run_id=cluster.run_id, cluster=cluster).count()
+
+
+def merge_consequences(target_id: int, source_ids: list[int]) -> Consequences:
+    """What merging the source clusters into the target would do."""
+    wanted = sorted(set(source_ids) - {target_id})
+    if not wanted:
+        raise ValidationError("choose at least one other cluster to merge into this one")
+    target = _active_cluster(target_id)
+    sources = [_active_cluster(cid, target.run) for cid in wanted]
+    sizes = [_size(source) for source in sources]
+    into, before = _described(target, _size(target)), _size(target)
+    lines = [
+        f"{_described(s, n)} is merged into {into}: its photos move there and it leaves the list"
+        for s, n in zip(sources, sizes, strict=True)
+    ]
+    lines.append(f"{_label(target)} then holds {photo_count(before + sum(sizes))}")
+    return Consequences(lines)
+
+
+def cluster_noise_consequences(cluster_id: int) -> Consequences:
+    """What marking a whole cluster as noise would do."""
+    cluster = _active_cluster(cluster_id)
+    ids = list(
+        Membership.objects.filter(run_id=cluster.run_id, cluster=cluster)
+        .order_by("-centrality", "photo_id")
+        .values_list("photo_id", flat=True)
+    )
+    lines = [
+        f"{_described(cluster, len(ids))} becomes noise and leaves the list",
+        f"Its {photo_count(len(ids))} are kept out of it when re-clustering",
+    ]
+    if cluster.name:
+        lines.append(f"“{cluster.name}” stops being the room-type tag of these photos")
+    return Consequences(lines, ids)
+
+
+def _selection(run: ClusteringRun, photo_ids: list[int]) -> tuple[list[int], dict[int | None, int]]:
+    """The selected photos the run holds, and how many of them each cluster (None: noise) holds."""
+    if not photo_ids:
+        raise ValidationError("select at least one photo")
+    wanted = sorted(set(photo_ids))
+    rows = Membership.objects.filter(run=run).values_list("photo_id", "cluster_id")
+    found: list[int] = []
+    counts: dict[int | None, int] = {}
+    for start in range(0, len(wanted), 5000):  # SQLite's limit on one parameter list
+        for photo_id, cluster_id in rows.filter(photo_id__in=wanted[start : start + 5000]):
+            found.append(photo_id)
+            counts[cluster_id] = counts.get(cluster_id, 0) + 1
+    if not found:
+        raise ValidationError("none of the selected photos is in this run")
+    return found, counts
+
+
+def _leaving(counts: dict[int | None, int]) -> str:
+    """“Hall” (7 of 7, approved), Cluster #4 (5 of 20, unreviewed): where the selected photos come from."""
+    clusters = Cluster.objects.filter(pk__in=[c for c in counts if c is not None])
+    sizes = dict(
+        Membership.objects.filter(cluster__in=clusters)
+        .values_list("cluster_id")
+        .annotate(n=Count("id"))
+        .values_list("cluster_id", "n")
+    )
+    parts = []
+    for cluster in sorted(clusters, key=lambda c: (-counts[c.pk], c.pk)):
+        state = cluster.get_state_display().lower()
+        parts.append(f"{_label(cluster)} ({counts[cluster.pk]} of {sizes.get(cluster.pk, 0)}, {state})")
+    return ", ".join(parts)
+
+
+def _selection_lines(run: ClusteringRun, photo_ids: list[int]) -> tuple[list[int], list[str], int]:
+    """Selected photos found, sentences on where they leave, and how many are already noise."""
+    found, counts = _selection(run, photo_ids)
+    lines = []
+    clustered = len(found) - counts.get(None, 0)
+    if clustered:
+        verb = "leaves" if clustered == 1 else "leave"
+        sources = len(counts) - (None in counts)
+        where = f"{sources} clusters: " if sources > 1 else ""
+        lines.append(f"{photo_count(clustered)} {verb} {where}{_leaving(counts)}")
+    missing = len(set(photo_ids)) - len(found)
+    if missing:
+        ids = "1 selected id is not a photo" if missing == 1 else f"{missing} selected ids are not photos"
+        lines.append(f"{ids} of this run; left alone")
+    return found, lines, counts.get(None, 0)
+
+
+def split_consequences(run_id: int, photo_ids: list[int], name: str) -> Consequences:
+    """What splitting the selected photos off into a new cluster would do."""
+    name = " ".join(name.split())
+    limit = Cluster._meta.get_field("name").max_length
+    if limit is not None and len(name) > limit:
+        raise ValidationError(f"a cluster name has at most {limit} characters")
+    run = _editable_run(run_id)
+    found, lines, noise = _selection_lines(run, photo_ids)
+    if noise:
+        lines.append(f"{photo_count(noise)} from noise {'joins' if noise == 1 else 'join'} them")
+    new = f"A new cluster “{name}”" if name else "A new unnamed cluster"
+    lines.append(f"{new} holds these {photo_count(len(found))}; they stay together when re-clustering")
+    return Consequences(lines, found)
+
+
+def photos_noise_consequences(run_id: int, photo_ids: list[int]) -> Consequences:
+    """What marking the selected photos as noise would do."""
+    run = _editable_run(run_id)
+    found, lines, noise = _selection_lines(run, photo_ids)
+    if noise == len(found):
+        raise ValidationError("the selected photos are already noise")
+    lines.append("They become noise and are kept out of those clusters when re-clustering")
+    if noise:
+        lines.append(f"{photo_count(noise)} already in noise {'stays' if noise == 1 else 'stay'} there")
+    return Consequences(lines, found)
 
 
 def photo_get(photo_id: int) -> Photo | None:

@@ -33,7 +33,7 @@ def clusters_assign_provisional(photo_ids: list[int]) -> int:
 @worker_process_init.connect
 def _warm_up_clustering(**_: Any) -> None:
     """Optionally compile the clustering kernels in the background, so the first placement is fast."""
-    if not getattr(settings, "FLATSITE_CLUSTER_WARMUP", False):
+    if not settings.FLATSITE_CLUSTER_WARMUP:
         return
 
     def run() -> None:

@@ -15,6 +15,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
+from flatsite.confirm import confirmation_page, confirmed
 from search import roles
 from search import selectors_clusters as sel
 from search.models import ClusteringRun
@@ -189,6 +190,33 @@ def _act(request: HttpRequest, default: str, do: Callable[[], Any]) -> HttpRespo
     return _back(request, default)
 
 
+def _confirm_first(
+    request: HttpRequest,
+    default: str,
+    asked: tuple[str, str],
+    consequences: Callable[[], sel.Consequences],
+    do: Callable[[], Any],
+) -> HttpResponse:
+    """A destructive action: without confirmed=yes, only show what it would do (asked: title, button)."""
+    if confirmed(request):
+        return _act(request, default, do)
+    try:
+        found = consequences()
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return _back(request, default)
+    title, button = asked
+    thumbs = sel.photo_url_template("thumb")
+    return confirmation_page(
+        request,
+        title=title,
+        consequences=found.lines,
+        button=button,
+        cancel_url=default,
+        images=[thumbs.replace("{id}", str(pid)) for pid in found.photo_ids],
+    )
+
+
 def _current_run_id(request: HttpRequest) -> int:
     value = request.POST.get("run", "")
     if not value.isdigit():
@@ -219,20 +247,25 @@ def cluster_approve(request: HttpRequest, cluster_id: int) -> HttpResponse:
 @review_required
 @require_POST
 def cluster_noise(request: HttpRequest, cluster_id: int) -> HttpResponse:
-    """Dissolve a cluster into noise."""
-    return _act(
-        request, reverse("clusters"), lambda: actions.cluster_mark_noise(cluster_id, user=request.user)
+    """Dissolve a cluster into noise (after a confirmation page)."""
+    return _confirm_first(
+        request,
+        reverse("clusters"),
+        ("Mark the whole cluster as noise?", "Mark as noise"),
+        lambda: sel.cluster_noise_consequences(cluster_id),
+        lambda: actions.cluster_mark_noise(cluster_id, user=request.user),
     )
 
 
 @review_required
 @require_POST
 def cluster_merge(request: HttpRequest, cluster_id: int) -> HttpResponse:
-    """Merge the chosen clusters into this one."""
-    default = reverse("clusters-detail", args=[cluster_id])
-    return _act(
+    """Merge the chosen clusters into this one (after a confirmation page)."""
+    return _confirm_first(
         request,
-        default,
+        reverse("clusters-detail", args=[cluster_id]),
+        ("Merge these clusters?", "Merge"),
+        lambda: sel.merge_consequences(cluster_id, _ids(request, "source")),
         lambda: actions.clusters_merge(cluster_id, _ids(request, "source"), user=request.user),
     )
 
@@ -255,12 +288,14 @@ def photos_move(request: HttpRequest) -> HttpResponse:
 @review_required
 @require_POST
 def photos_split(request: HttpRequest) -> HttpResponse:
-    """Split selected photos off into a new cluster."""
+    """Split selected photos off into a new cluster (after a confirmation page)."""
     run_id = _current_run_id(request)
     name = request.POST.get("name", "")
-    return _act(
+    return _confirm_first(
         request,
         reverse("clusters"),
+        ("Split these photos off into a new cluster?", "Split off"),
+        lambda: sel.split_consequences(run_id, _ids(request, "photo"), name),
         lambda: actions.photos_split(run_id, _ids(request, "photo"), user=request.user, name=name),
     )
 
@@ -268,11 +303,13 @@ def photos_split(request: HttpRequest) -> HttpResponse:
 @review_required
 @require_POST
 def photos_noise(request: HttpRequest) -> HttpResponse:
-    """Mark selected photos as noise ("not in this cluster")."""
+    """Mark selected photos as noise ("not in this cluster"), after a confirmation page."""
     run_id = _current_run_id(request)
-    return _act(
+    return _confirm_first(
         request,
         reverse("clusters"),
+        ("Mark these photos as noise?", "Mark as noise"),
+        lambda: sel.photos_noise_consequences(run_id, _ids(request, "photo")),
         lambda: actions.photos_mark_noise(run_id, _ids(request, "photo"), user=request.user),
     )
 
@@ -280,9 +317,17 @@ def photos_noise(request: HttpRequest) -> HttpResponse:
 @review_required
 @require_POST
 def undo(request: HttpRequest) -> HttpResponse:
-    """Undo the last action of the current run."""
+    """Undo the newest action of the current run that is not undone yet (the one the button named)."""
     run_id = _current_run_id(request)
-    return _act(request, reverse("clusters"), lambda: actions.action_undo_last(run_id, user=request.user))
+    offered = request.POST.get("action", "").strip()
+
+    def do() -> Any:
+        if offered and not offered.isdigit():
+            raise ValidationError(f"not an action id: {offered[:20]!r}")
+        expected = int(offered) if offered else None
+        return actions.action_undo_last(run_id, user=request.user, expected=expected)
+
+    return _act(request, reverse("clusters"), do)
 
 
 @manage_required

@@ -230,8 +230,12 @@ def _decision(photo_id: int, kind: str, key: int, action: ModeratorAction) -> Cl
     )
 
 
-def action_undo_last(run_id: int, *, user: Any) -> ModeratorAction:
-    """Undo the most recent not-yet-undone action of the current run (repeat to go further back)."""
+def action_undo_last(run_id: int, *, user: Any, expected: int | None = None) -> ModeratorAction:
+    """Undo the newest not-yet-undone action of the current run; repeated, it walks back the history.
+
+    expected: the id of the action the moderator was offered; refused if another one is newest by now
+    (a second click, or someone else acting meanwhile, must not undo an action nobody was shown).
+    """
     with transaction.atomic():
         run = _run_locked(run_id)
         last = (
@@ -241,13 +245,26 @@ def action_undo_last(run_id: int, *, user: Any) -> ModeratorAction:
             .order_by("-id")
             .first()
         )
+        if expected is not None and (last is None or last.pk != expected):
+            raise ValidationError(_not_newest(run, expected, last))
         if last is None:
-            raise ValidationError("there is nothing to undo in this run")
+            raise ValidationError("there is nothing left to undo in this run")
         _restore(run, last)
         undo = _record(run, user, Kind.UNDO, f"Undid: {last.description}", {"undid": last.pk}, {})
         last.undone_by = undo
         last.save(update_fields=["undone_by"])
         return undo
+
+
+def _not_newest(run: ClusteringRun, expected: int, last: ModeratorAction | None) -> str:
+    """Why the action a moderator asked to undo is not the one undo would revert now."""
+    wanted = ModeratorAction.objects.filter(run=run, pk=expected).exclude(kind=Kind.UNDO).first()
+    if wanted is None:
+        return "no such action to undo in this run"
+    if wanted.undone_by_id is not None:
+        return f"“{wanted.description}” is already undone; nothing else was undone"
+    newer = f"“{last.description}”" if last is not None else "another action"
+    return f"{newer} came after “{wanted.description}”; undo that first (nothing was undone)"
 
 
 def _restore(run: ClusteringRun, action: ModeratorAction) -> None:

@@ -52,6 +52,48 @@
     return series;
   }
 
+  // Photo ids of exactly the dots inside the brush areas, from every series (each dot once).
+  function brushedPhotos(params, series) {
+    var seen = {};
+    var ids = [];
+    params.batch.forEach(function (batch) {
+      batch.selected.forEach(function (s) {
+        var rows = series[s.seriesIndex] ? series[s.seriesIndex].data : [];
+        s.dataIndex.forEach(function (i) {
+          var id = rows[i][2];
+          if (!seen[id]) { seen[id] = true; ids.push(id); }
+        });
+      });
+    });
+    return ids;
+  }
+
+  var MAX_THUMBS = 200;
+
+  // The selection form: ids to post, the count, and thumbnails of what the actions would touch.
+  function showSelection(form, ids, thumb) {
+    form.querySelector("[data-map-photos]").value = ids.join(",");
+    form.querySelector("[data-selected-count]").textContent = ids.length + " selected";
+    form.querySelectorAll("[data-needs-selection]").forEach(function (b) { b.disabled = ids.length === 0; });
+    var strip = form.querySelector("[data-map-thumbs]");
+    strip.textContent = "";
+    ids.slice(0, MAX_THUMBS).forEach(function (id) {
+      var img = document.createElement("img");
+      img.src = thumb(id);
+      img.alt = "photo " + id;
+      img.title = "#" + id;
+      img.loading = "lazy";
+      img.setAttribute("data-photo", String(id));
+      strip.appendChild(img);
+    });
+    if (ids.length > MAX_THUMBS) {
+      var more = document.createElement("span");
+      more.className = "muted";
+      more.textContent = "and " + (ids.length - MAX_THUMBS) + " more";
+      strip.appendChild(more);
+    }
+  }
+
   function draw(data) {
     var chart = echarts.init(el, null, { renderer: "canvas" });
     var series = buildSeries(data);
@@ -73,7 +115,9 @@
         }
       },
       toolbox: { right: 190, feature: { brush: { type: ["rect", "polygon", "clear"] } } },
-      brush: { xAxisIndex: 0, brushLink: "all", throttleType: "debounce", throttleDelay: 200,
+      // No brushLink: ECharts links series by data index, so "all" selected the n-th dot of every
+      // cluster along with the n-th dot inside the box.
+      brush: { xAxisIndex: 0, throttleType: "debounce", throttleDelay: 200,
                outOfBrush: { colorAlpha: 0.15 } },
       series: series
     });
@@ -83,14 +127,8 @@
     var form = document.querySelector("[data-map-selection]");
     var selected = [];
     chart.on("brushSelected", function (params) {
-      selected = [];
-      (params.batch[0] ? params.batch[0].selected : []).forEach(function (s) {
-        s.dataIndex.forEach(function (i) { selected.push(series[s.seriesIndex].data[i][2]); });
-      });
-      if (form) {
-        form.querySelector("[data-map-photos]").value = selected.join(",");
-        form.querySelector("[data-selected-count]").textContent = selected.length + " selected";
-      }
+      selected = brushedPhotos(params, series);
+      if (form) { showSelection(form, selected, thumb); }
     });
     window.addEventListener("resize", function () { chart.resize(); });
     // Exposed for browser tests and for the console.

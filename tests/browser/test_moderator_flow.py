@@ -11,6 +11,7 @@ from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
 from search.models import Cluster, ClusteringRun, Job, Listing, Membership
 from search.services import accounts
+from search.services import cluster_actions as actions
 from tests.browser.conftest import chromium_page
 from tests.processes import ROOT
 from tests.search.cluster_fixtures import blob_photos, run_inline
@@ -26,6 +27,17 @@ BRUSH_ALL = """
   chart.dispatchAction({type: "brush", areas: [{brushType: "rect", xAxisIndex: 0,
     coordRange: [x.scale.getExtent(), y.scale.getExtent()]}]});
 })();
+"""
+# A box in data coordinates (what dragging the box tool over those dots does).
+BRUSH_BOX = """
+(box) => window.clusterMap.chart.dispatchAction({type: "brush", areas: [{brushType: "rect", xAxisIndex: 0,
+  coordRange: box}]})
+"""
+MAP_CLUSTERS = """
+async () => {
+  const data = await (await fetch(document.getElementById("cluster-map").dataset.url)).json();
+  return Object.fromEntries(data.points.photo.map((id, k) => [id, data.points.cluster[k]]));
+}
 """
 
 
@@ -148,3 +160,72 @@ def test_name_and_move_survive_a_reclustering_started_by_an_admin(
     member = Membership.objects.select_related("cluster").get(run=new_run, photo_id=int(before["photo"]))
     assert member.cluster is not None and member.cluster.key == target_key
     assert member.source == Membership.Source.CONSTRAINT
+
+
+def _clean_box(run: ClusteringRun) -> tuple[int, list[list[float]], dict[str, int]]:
+    """A cluster whose padded bounding box holds no other dot on the map, the box, and every dot's cluster."""
+    rows = list(Membership.objects.filter(run=run).values_list("photo_id", "cluster_id", "x", "y"))
+    where = {str(p): c if c is not None else -1 for p, c, _x, _y in rows}
+    for cluster_id in sorted({c for _p, c, _x, _y in rows if c is not None}):
+        xs = [round(x, 4) for _p, c, x, _y in rows if c == cluster_id]
+        ys = [round(y, 4) for _p, c, _x, y in rows if c == cluster_id]
+        pad = 0.02 * max(max(xs) - min(xs), max(ys) - min(ys), 1e-3)
+        box = [[min(xs) - pad, max(xs) + pad], [min(ys) - pad, max(ys) + pad]]
+        inside = {c for _p, c, x, y in rows if box[0][0] <= x <= box[0][1] and box[1][0] <= y <= box[1][1]}
+        if inside == {cluster_id}:
+            return cluster_id, box, where
+    raise AssertionError("no cluster of the test run has a bounding box free of other dots")
+
+
+def test_box_selection_selects_only_the_dots_inside_the_box_and_split_leaves_other_clusters_alone(
+    chromium_ready: None, web: Any, settings: Any, process_logs: Path
+) -> None:
+    _users(settings)
+    owner = accounts.user_create(username="rita", password=PASSWORD, role="realtor")
+    listing = Listing.objects.create(title="Photo collection", owner=owner)
+    blob_photos(listing, (24, 16, 12), seed=61, thumbs=True)
+    run = ClusteringRun.objects.get(pk=run_inline().result["run"])
+    picked, box, before = _clean_box(run)
+    others = [c.pk for c in Cluster.objects.filter(run=run).exclude(pk=picked)]
+    actions.cluster_approve(others[0], user=None)  # an approved cluster must not be gutted
+    members = {p for p, c in before.items() if c == picked}
+    base = web.extra["url"]
+    with chromium_page(viewport={"width": 1200, "height": 900}) as page:
+        _log_in(page, base, "mona")
+        page.goto(f"{base}/clusters/map/")
+        page.wait_for_selector("[data-testid=cluster-map][data-ready]")
+        page.evaluate(BRUSH_BOX, box)
+        page.wait_for_function("window.clusterMap.selected().length > 0")
+        assert {str(p) for p in page.evaluate("window.clusterMap.selected()")} == members
+        assert page.inner_text("[data-map-selection] [data-selected-count]") == f"{len(members)} selected"
+        thumbs = page.locator("[data-testid=map-thumbs] img")
+        assert {thumbs.nth(i).get_attribute("data-photo") for i in range(thumbs.count())} == members
+        _screenshot(page, "cluster-map-box.png")
+        page.fill("[data-testid=map-split-name]", "Nook")
+        page.click("[data-testid=map-split]")
+        consequences = page.inner_text("[data-testid=consequences]")
+        # One cluster, every one of its dots; the other clusters are not named.
+        assert (
+            f"{len(members)} photos leave Cluster #{picked} ({len(members)} of {len(members)},"
+            in consequences
+        )
+        assert all(f"Cluster #{other} " not in consequences for other in others), consequences
+        assert page.locator("[data-testid=confirm-thumbs] img").count() == len(members)
+        page.click("[data-testid=confirm-button]")
+        page.wait_for_selector(f".messages >> text=Split {len(members)} photos off into new cluster")
+        page.wait_for_selector("[data-testid=cluster-map][data-ready]")
+        after = page.evaluate(MAP_CLUSTERS)
+        undo = page.inner_text("[data-testid=undo]")
+        assert undo.startswith(f"Undo: Split {len(members)} photos"), undo
+        page.click("[data-testid=undo]")
+        page.wait_for_selector(".messages >> text=Undid: Split")
+        undone = page.evaluate(MAP_CLUSTERS)
+
+    moved = {p for p, c in after.items() if c != before[p]}
+    assert moved == members and len({after[p] for p in moved}) == 1 and after[next(iter(moved))] != picked
+    assert {p: c for p, c in after.items() if p not in members} == {
+        p: c for p, c in before.items() if p not in members
+    }
+    assert undone == before
+    assert not Cluster.objects.filter(run=run, name="Nook").exists()
+    assert Cluster.objects.get(pk=others[0]).state == Cluster.State.APPROVED

@@ -136,7 +136,7 @@ def test_undo_goes_back_one_action_at_a_time_and_is_recorded(world: dict[str, An
     assert _state(run) == after_name and first.description.startswith("Undid: Moved 1 photo")
     actions.action_undo_last(run.pk, user=moderator)
     assert _state(run) == start
-    with pytest.raises(ValidationError, match="nothing to undo"):
+    with pytest.raises(ValidationError, match="nothing left to undo"):
         actions.action_undo_last(run.pk, user=moderator)
     kinds = list(run.actions.order_by("id").values_list("kind", flat=True))
     assert kinds == ["name", "move", "undo", "undo"]
@@ -162,3 +162,43 @@ def test_empty_selection_and_foreign_clusters_are_refused(world: dict[str, Any],
         actions.cluster_name(999_999, "x", user=moderator)
     with pytest.raises(ValidationError, match="at most"):
         actions.cluster_name(a.pk, "x" * 101, user=moderator)
+
+
+def test_three_undos_walk_back_three_actions_to_the_original_state(
+    world: dict[str, Any], moderator: Any
+) -> None:
+    run, (a, b, c) = world["run"], world["clusters"]
+    states = [_state(run)]
+    actions.clusters_merge(a.pk, [b.pk], user=moderator)
+    states.append(_state(run))
+    from_b = [p.pk for p in world["blobs"][1][:4]] + [world["blobs"][0][0].pk]
+    actions.photos_split(run.pk, from_b, user=moderator, name="Nook")
+    states.append(_state(run))
+    actions.cluster_mark_noise(c.pk, user=moderator)
+    for expected in reversed(states):
+        actions.action_undo_last(run.pk, user=moderator)
+        assert _state(run) == expected
+    with pytest.raises(ValidationError, match="nothing left to undo"):
+        actions.action_undo_last(run.pk, user=moderator)
+
+
+def test_undo_refuses_an_action_that_is_no_longer_the_newest_and_changes_nothing(
+    world: dict[str, Any], moderator: Any
+) -> None:
+    run, (a, b, _) = world["run"], world["clusters"]
+    named = actions.cluster_name(a.pk, "Kitchen", user=moderator)
+    moved = actions.photos_move(run.pk, [world["blobs"][0][1].pk], b.pk, user=moderator)
+    state = _state(run)
+    with pytest.raises(ValidationError, match="came after “Named"):
+        actions.action_undo_last(run.pk, user=moderator, expected=named.pk)
+    assert _state(run) == state
+    actions.action_undo_last(run.pk, user=moderator, expected=moved.pk)
+    state = _state(run)
+    with pytest.raises(ValidationError, match="already undone"):  # the same button clicked twice
+        actions.action_undo_last(run.pk, user=moderator, expected=moved.pk)
+    assert _state(run) == state and run.actions.filter(kind="undo").count() == 1
+    with pytest.raises(ValidationError, match="no such action"):
+        actions.action_undo_last(run.pk, user=moderator, expected=999_999)
+    actions.action_undo_last(run.pk, user=moderator, expected=named.pk)
+    a.refresh_from_db()
+    assert a.name == ""

@@ -104,6 +104,21 @@ def test_an_undone_move_does_not_carry_over(world: dict[str, Any], moderator: An
     assert member.cluster is not None and member.cluster.key != b.key and member.source == "fit"
 
 
+def test_undone_name_split_and_noise_do_not_carry_over(world: dict[str, Any], moderator: Any) -> None:
+    run, (a, _b, _c) = world["run"], world["clusters"]
+    actions.cluster_name(a.pk, "Kitchen", user=moderator)
+    actions.photos_split(run.pk, [p.pk for p in world["blobs"][1][:6]], user=moderator, name="Nook")
+    actions.photos_mark_noise(run.pk, [world["blobs"][0][3].pk], user=moderator)
+    for _ in range(3):
+        actions.action_undo_last(run.pk, user=moderator)
+    new = _rerun()
+    assert not Cluster.objects.filter(run=new).exclude(name="").exists()
+    assert new.summary["carried"] == 0 and new.summary["moves_applied"] == 0
+    assert new.summary["cannot_links_applied"] == 0
+    assert not Membership.objects.filter(run=new, source__in=Membership.DECIDED).exists()
+    assert _where(new, world["blobs"][0][3]).cluster is not None
+
+
 def test_merged_named_clusters_that_split_again_are_reported_as_a_conflict(
     world: dict[str, Any], moderator: Any
 ) -> None:

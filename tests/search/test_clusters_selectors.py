@@ -7,6 +7,7 @@ from io import StringIO
 from typing import Any
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 
 from search import selectors_clusters as sel
@@ -131,3 +132,73 @@ def test_cluster_command_plain_output_and_bad_params(listing: Any) -> None:
         call_command("cluster", "--inline", "--param", "nope=1", stdout=StringIO())
     with pytest.raises(CommandError, match="KEY=VALUE"):
         call_command("cluster", "--inline", "--param", "nope", stdout=StringIO())
+
+
+def test_selection_consequences_count_the_photos_each_cluster_loses(
+    world: dict[str, Any], moderator: Any
+) -> None:
+    run, (a, b) = world["run"], world["clusters"]
+    actions.cluster_name(a.pk, "Kitchen", user=moderator)
+    actions.cluster_approve(a.pk, user=moderator)
+    noise = world["blobs"][1][0].pk
+    actions.photos_mark_noise(run.pk, [noise], user=moderator)
+    size = {c.pk: Membership.objects.filter(cluster=c).count() for c in (a, b)}
+    picked = [p.pk for p in world["blobs"][0][:4]] + [p.pk for p in world["blobs"][1][1:3]]
+    split = sel.split_consequences(run.pk, [*picked, noise, 999_999], "  Reading   nook ")
+    assert split.lines == [
+        f"6 photos leave 2 clusters: “Kitchen” (4 of {size[a.pk]}, approved), "
+        f"Cluster #{b.pk} (2 of {size[b.pk]}, unreviewed)",
+        "1 selected id is not a photo of this run; left alone",
+        "1 photo from noise joins them",
+        "A new cluster “Reading nook” holds these 7 photos; they stay together when re-clustering",
+    ]
+    assert sorted(split.photo_ids) == sorted([*picked, noise])
+    marked = sel.photos_noise_consequences(run.pk, [picked[0], noise])
+    assert marked.lines == [
+        f"1 photo leaves “Kitchen” (1 of {size[a.pk]}, approved)",
+        "They become noise and are kept out of those clusters when re-clustering",
+        "1 photo already in noise stays there",
+    ]
+
+    assert sorted(marked.photo_ids) == sorted([picked[0], noise])
+
+
+def test_merge_and_cluster_noise_consequences_name_sizes_and_states(
+    world: dict[str, Any], moderator: Any
+) -> None:
+    a, b = world["clusters"]
+    actions.cluster_name(b.pk, "Hall", user=moderator)
+    n_a, n_b = (Membership.objects.filter(cluster=c).count() for c in (a, b))
+    merge = sel.merge_consequences(a.pk, [b.pk, a.pk])
+    assert merge.lines == [
+        f"Cluster “Hall” ({n_b} photos, unreviewed) is merged into Cluster #{a.pk} ({n_a} photos, "
+        "unreviewed): its photos move there and it leaves the list",
+        f"Cluster #{a.pk} then holds {n_a + n_b} photos",
+    ]
+    noise = sel.cluster_noise_consequences(b.pk)
+    assert noise.lines == [
+        f"Cluster “Hall” ({n_b} photos, unreviewed) becomes noise and leaves the list",
+        f"Its {n_b} photos are kept out of it when re-clustering",
+        "“Hall” stops being the room-type tag of these photos",
+    ]
+    assert len(noise.photo_ids) == n_b
+
+
+def test_consequences_refuse_what_the_action_would_refuse(world: dict[str, Any], moderator: Any) -> None:
+    run, (a, b) = world["run"], world["clusters"]
+    with pytest.raises(ValidationError, match="select at least one photo"):
+        sel.split_consequences(run.pk, [], "")
+    with pytest.raises(ValidationError, match="at most 100 characters"):
+        sel.split_consequences(run.pk, [world["blobs"][0][0].pk], "x" * 101)
+    with pytest.raises(ValidationError, match="none of the selected photos"):
+        sel.photos_noise_consequences(run.pk, [999_999])
+    with pytest.raises(ValidationError, match="at least one other"):
+        sel.merge_consequences(a.pk, [a.pk])
+    actions.cluster_mark_noise(b.pk, user=moderator)
+    with pytest.raises(ValidationError, match="cannot be edited"):
+        sel.merge_consequences(a.pk, [b.pk])
+    with pytest.raises(ValidationError, match="already noise"):
+        sel.photos_noise_consequences(run.pk, [world["blobs"][1][0].pk])
+    run_inline()
+    with pytest.raises(ValidationError, match="read-only"):
+        sel.cluster_noise_consequences(a.pk)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 import time
 from typing import Any
 
@@ -70,7 +72,7 @@ def test_pages_are_for_moderators_and_admins(world: dict[str, Any], role: str) -
 ACTIONS = [
     ("/clusters/{cluster}/name/", {"name": "Kitchen"}),
     ("/clusters/{cluster}/approve/", {}),
-    ("/clusters/photos/noise/", {"run": "{run}", "photo": "{photo}"}),
+    ("/clusters/photos/noise/", {"run": "{run}", "photo": "{photo}", "confirmed": "yes"}),
     ("/clusters/undo/", {"run": "{run}"}),
 ]
 
@@ -126,7 +128,7 @@ def test_map_selection_sends_comma_separated_ids(world: dict[str, Any]) -> None:
     picked = [p.pk for p in world["blobs"][0][:3]]
     client.post(
         "/clusters/photos/split/",
-        {"run": world["run"].pk, "photo": ",".join(map(str, picked)), "name": "Nook"},
+        {"run": world["run"].pk, "photo": ",".join(map(str, picked)), "name": "Nook", "confirmed": "yes"},
     )
     new = Cluster.objects.get(run=world["run"], name="Nook")
     assert set(Membership.objects.filter(cluster=new).values_list("photo_id", flat=True)) == set(picked)
@@ -233,3 +235,151 @@ def test_an_active_clustering_job_is_shown_on_the_cluster_pages(world: dict[str,
     assert f'data-job-id="{job.pk}"' in page
     page = _client(world, "moderator").get("/clusters/").content.decode()
     assert f"job #{job.pk}" in page
+
+
+def _memberships(world: dict[str, Any]) -> list[tuple[int, int | None]]:
+    return sorted(Membership.objects.filter(run=world["run"]).values_list("photo_id", "cluster_id"))
+
+
+def _destructive_posts(world: dict[str, Any]) -> list[tuple[str, dict[str, Any], list[str]]]:
+    """Each destructive action: URL, fields, and what its confirmation page must say."""
+    (a, b), run = world["clusters"], world["run"]
+    n_a, n_b = (Membership.objects.filter(cluster=c).count() for c in (a, b))
+    mixed = [p.pk for p in world["blobs"][0][:3]] + [p.pk for p in world["blobs"][1][:2]]
+    return [
+        (
+            f"/clusters/{a.pk}/merge/",
+            {"source": [b.pk]},
+            [
+                f"Cluster #{b.pk} ({n_b} photos, unreviewed) is merged into Cluster “Kitchen” "
+                f"({n_a} photos, approved)",
+                f"“Kitchen” then holds {n_a + n_b} photos",
+            ],
+        ),
+        (
+            f"/clusters/{a.pk}/noise/",
+            {},
+            [f"Cluster “Kitchen” ({n_a} photos, approved) becomes noise", "stops being the room-type tag"],
+        ),
+        (
+            "/clusters/photos/split/",
+            {"run": run.pk, "photo": ",".join(map(str, mixed)), "name": "Nook"},
+            [
+                f"5 photos leave 2 clusters: “Kitchen” (3 of {n_a}, approved), Cluster #{b.pk} (2 of {n_b},",
+                "A new cluster “Nook” holds these 5 photos",
+            ],
+        ),
+        (
+            "/clusters/photos/noise/",
+            {"run": run.pk, "photo": [str(p) for p in mixed]},
+            [f"5 photos leave 2 clusters: “Kitchen” (3 of {n_a}, approved)", "They become noise"],
+        ),
+    ]
+
+
+def test_destructive_posts_without_confirmation_change_nothing_and_say_what_would_happen(
+    world: dict[str, Any],
+) -> None:
+    client = _client(world, "moderator")
+    kitchen = world["clusters"][0]
+    client.post(f"/clusters/{kitchen.pk}/name/", {"name": "Kitchen"})
+    client.post(f"/clusters/{kitchen.pk}/approve/")
+    before = (_memberships(world), ModeratorAction.objects.count(), list(Cluster.objects.values()))
+    for url, data, sentences in _destructive_posts(world):
+        response = client.post(url, data)
+        page = response.content.decode()
+        assert response.status_code == 200 and 'data-testid="confirm"' in page, url
+        for sentence in sentences:
+            assert html.escape(sentence, quote=False) in page, (url, sentence, page)
+        assert '<input type="hidden" name="confirmed" value="yes">' in page
+        assert (
+            _memberships(world),
+            ModeratorAction.objects.count(),
+            list(Cluster.objects.values()),
+        ) == before
+
+
+def test_the_confirmation_page_reposts_the_same_fields_to_the_same_url(world: dict[str, Any]) -> None:
+    client = _client(world, "moderator")
+    picked = [p.pk for p in world["blobs"][0][:3]]
+    data = {"run": world["run"].pk, "photo": ",".join(map(str, picked)), "name": "Nook", "next": "/clusters/"}
+    page = client.post("/clusters/photos/split/", data).content.decode()
+    assert 'action="/clusters/photos/split/"' in page
+    for key, value in data.items():
+        assert f'<input type="hidden" name="{key}" value="{value}">' in page
+    assert page.count("/thumb.jpg") == 3
+    fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', page))
+    assert fields.pop("confirmed") == "yes"
+    response = client.post("/clusters/photos/split/", {**fields, "confirmed": "yes"})
+    assert response.status_code == 302 and response["Location"] == "/clusters/"
+    new = Cluster.objects.get(run=world["run"], name="Nook")
+    assert set(Membership.objects.filter(cluster=new).values_list("photo_id", flat=True)) == set(picked)
+
+
+def test_confirmed_destructive_posts_carry_out_the_action(world: dict[str, Any]) -> None:
+    client = _client(world, "moderator")
+    (a, b), run = world["clusters"], world["run"]
+    client.post(f"/clusters/{a.pk}/merge/", {"source": [b.pk], "confirmed": "yes"})
+    b.refresh_from_db()
+    assert b.state == Cluster.State.MERGED
+    photo = world["blobs"][0][0].pk
+    client.post("/clusters/photos/noise/", {"run": run.pk, "photo": photo, "confirmed": "yes"})
+    assert Membership.objects.get(run=run, photo_id=photo).cluster_id is None
+    client.post(f"/clusters/{a.pk}/noise/", {"confirmed": "yes"})
+    a.refresh_from_db()
+    assert a.state == Cluster.State.NOISE
+    assert not Membership.objects.filter(run=run, cluster__isnull=False).exists()
+
+
+def test_unconfirmed_posts_with_bad_input_report_the_error_instead_of_asking(world: dict[str, Any]) -> None:
+    client = _client(world, "moderator")
+    (a, b), run = world["clusters"], world["run"]
+    noise_photo = world["blobs"][0][0].pk
+    client.post("/clusters/photos/noise/", {"run": run.pk, "photo": noise_photo, "confirmed": "yes"})
+    cases = [
+        ("/clusters/photos/split/", {"run": run.pk, "photo": ""}, "select at least one photo"),
+        ("/clusters/photos/split/", {"run": run.pk, "photo": "1,abc"}, "not a photo or cluster id"),
+        ("/clusters/photos/noise/", {"run": run.pk, "photo": noise_photo}, "already noise"),
+        (f"/clusters/{a.pk}/merge/", {"source": [a.pk]}, "at least one other"),
+        (f"/clusters/{a.pk}/merge/", {"source": [999_999]}, "no such cluster"),
+        ("/clusters/999999/noise/", {}, "no such cluster"),
+    ]
+    for url, data, error in cases:
+        page = client.post(url, data, follow=True).content.decode()
+        assert error in page and 'data-testid="confirm"' not in page, (url, error)
+    run_inline()  # the world's run is older now: nothing to confirm there
+    page = client.post(f"/clusters/{b.pk}/noise/", {}, follow=True).content.decode()
+    assert "read-only" in page and 'data-testid="confirm"' not in page
+
+
+def test_the_undo_button_names_the_action_it_undoes_and_a_second_click_undoes_nothing_more(
+    world: dict[str, Any],
+) -> None:
+    client = _client(world, "moderator")
+    (a, b), run = world["clusters"], world["run"]
+    client.post(f"/clusters/{a.pk}/name/", {"name": "Kitchen"})
+    photo = world["blobs"][0][1].pk
+    client.post("/clusters/photos/move/", {"run": run.pk, "photo": photo, "target": b.pk})
+    page = client.get(f"/clusters/{a.pk}/").content.decode()
+    move = ModeratorAction.objects.get(kind="move")
+    assert "Undo: Moved 1 photo into" in page and f'name="action" value="{move.pk}"' in page
+    for _click in range(2):  # a double click posts the same form twice
+        response = client.post("/clusters/undo/", {"run": run.pk, "action": move.pk}, follow=True)
+    assert "already undone; nothing else was undone" in response.content.decode()
+    a.refresh_from_db()
+    assert a.name == "Kitchen" and Membership.objects.get(run=run, photo_id=photo).cluster_id == a.pk
+    assert "Undo: Named Cluster #" in client.get(f"/clusters/{a.pk}/").content.decode()
+
+
+def test_history_marks_undone_actions_and_the_next_one_to_undo(world: dict[str, Any]) -> None:
+    client = _client(world, "moderator")
+    (a, b), run = world["clusters"], world["run"]
+    client.post(f"/clusters/{a.pk}/name/", {"name": "Kitchen"})
+    client.post(f"/clusters/{b.pk}/name/", {"name": "Hall"})
+    client.post("/clusters/undo/", {"run": run.pk})
+    named_a, named_b, undo = run.actions.order_by("id")
+    page = client.get(f"/clusters/runs/{run.pk}/history/").content.decode()
+    assert f'data-action="{named_b.pk}" data-undone="{undo.pk}"' in page
+    assert f"reverted #{named_b.pk}" in page
+    row_a = page[page.index(f'data-action="{named_a.pk}"') :]
+    assert "next to undo" in row_a[: row_a.index("</tr>")]

@@ -265,7 +265,8 @@ FLATSITE_SEARCH_QUERY_SIFT_SIDE = env_int("FLATSITE_SEARCH_QUERY_SIFT_SIDE", 480
 FLATSITE_SEARCH_SLOTS = env_int("FLATSITE_SEARCH_SLOTS", 0)
 FLATSITE_SEARCH_QUEUE = env_int("FLATSITE_SEARCH_QUEUE", 32)
 FLATSITE_SEARCH_MAX_WAIT_S = env_float("FLATSITE_SEARCH_MAX_WAIT_S", 10)
-# Which registered encoder drives search and which drives clustering (see bench/README.md for why).
+# Which registered encoder drives search and which drives clustering (see bench/README.md for why). The search
+# one is a default: an admin's choice on the Operations page (search.models.SearchEncoderChoice) overrides it.
 FLATSITE_SEARCH_ENCODER = env_str("FLATSITE_SEARCH_ENCODER", "effnet-lite0")
 FLATSITE_CLUSTER_ENCODER = env_str("FLATSITE_CLUSTER_ENCODER", "effnet-lite2")
 # Index vectors are centred on the collection mean once a collection has this many photos (0: never); the

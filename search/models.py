@@ -240,6 +240,25 @@ class IndexVersion(models.Model):
         return f"{self.encoder} index v{self.version} ({self.status})"
 
 
+class SearchEncoderChoice(models.Model):
+    """An admin's choice of the encoder whose live index search uses; the newest row is in effect.
+
+    Rows are kept as the history of switches; with none, FLATSITE_SEARCH_ENCODER applies.
+    """
+
+    encoder = models.CharField(max_length=64)
+    chosen_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    chosen_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"search uses {self.encoder}"
+
+
 class PhotoMatch(models.Model):
     """A confirmed match between two stored photos (computed once when the newer one is indexed)."""
 

@@ -16,6 +16,7 @@ from django.conf import settings
 from search.ml.index import VectorIndex
 from search.ml.matching import Level, LevelThresholds, Match
 from search.ml.rerank import blend, hub_score, rerank_scores, rerank_similar
+from search.selectors_ops import search_encoder
 from search.services.index import index_for_search
 
 
@@ -29,8 +30,8 @@ class RerankIndexes:
 
 def rerank_encoder() -> str:
     """The encoder blended into the re-ranking, or "" when re-ranking is off."""
-    name = str(getattr(settings, "FLATSITE_RERANK_ENCODER", "") or "")
-    return "" if name == settings.FLATSITE_SEARCH_ENCODER else name
+    name = str(settings.FLATSITE_RERANK_ENCODER)
+    return "" if name == search_encoder() else name
 
 
 def rerank_indexes(search: VectorIndex | None) -> RerankIndexes | None:

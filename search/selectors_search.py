@@ -30,6 +30,7 @@ from search.ml.matching import (
 from search.ml.normalise import ImageLimits, check_extension
 from search.models import LOCAL_ENCODER, Feature, Photo
 from search.selectors_clusters import photo_room_tags
+from search.selectors_ops import search_encoder
 from search.selectors_rerank import RerankIndexes, rerank_encoder, rerank_indexes, similar_rerank
 from search.services.index import index_for_search
 
@@ -121,7 +122,7 @@ class SearchResult:
 
 def thresholds() -> LevelThresholds:
     """Calibrated level thresholds, overridable in settings (FLATSITE_MATCH_THRESHOLDS)."""
-    return LevelThresholds.from_dict(getattr(settings, "FLATSITE_MATCH_THRESHOLDS", {}) or {})
+    return LevelThresholds.from_dict(settings.FLATSITE_MATCH_THRESHOLDS)
 
 
 def query_from_file(path: Path, name: str) -> QueryImage:
@@ -149,11 +150,12 @@ def query_from_photo(photo: Photo) -> QueryImage:
     with Image.open(storage.media_path(stored.image_path)) as img:
         image = img.convert("RGB")
     exclude = {stored.pk, photo.pk, *Photo.objects.filter(duplicate_of=stored).values_list("pk", flat=True)}
-    encoders = [settings.FLATSITE_SEARCH_ENCODER, LOCAL_ENCODER, rerank_encoder()]
+    search, extra = search_encoder(), rerank_encoder()
+    encoders = [search, LOCAL_ENCODER, extra]
     features = dict(Feature.objects.filter(photo=stored, encoder__in=encoders).values_list("encoder", "data"))
-    vector = features.get(settings.FLATSITE_SEARCH_ENCODER)
+    vector = features.get(search)
     local = features.get(LOCAL_ENCODER)
-    vector2 = features.get(rerank_encoder())
+    vector2 = features.get(extra)
     return QueryImage(
         image,
         stored.sha256_pixels,
@@ -199,10 +201,10 @@ class _Shortlist:
     centred: bool = False
 
 
-def _shortlist(query: QueryImage, size: int, index: VectorIndex | None) -> _Shortlist:
+def _shortlist(query: QueryImage, size: int, index: VectorIndex | None, encoder: str) -> _Shortlist:
     if index is None or len(index) == 0:
         return _Shortlist({})
-    model = load_encoder(settings.FLATSITE_SEARCH_ENCODER)
+    model = load_encoder(encoder)
     own = query.vector if query.vector is not None and query.vector.shape[0] == model.info.dim else None
     images = [] if own is not None else [query.image]
     if settings.FLATSITE_SEARCH_MIRROR_QUERY:  # the mirror searched too, so mirrored copies rank high
@@ -294,10 +296,11 @@ def image_search(query: QueryImage, *, k: int = 10, shortlist: int = 50, room_ta
     started = time.perf_counter()
     local = _query_local(query)
     t = thresholds()
-    index = index_for_search(settings.FLATSITE_SEARCH_ENCODER)
+    encoder = search_encoder()
+    index = index_for_search(encoder)
     # Re-ranking only orders the similar level: a k=0 search (matches at ingest) skips it.
     reranking = rerank_indexes(index) if k > 0 else None
-    short = _shortlist(query, shortlist, index)
+    short = _shortlist(query, shortlist, index, encoder)
     # Started after the shortlist: the query's SIFT (the longest stage before verification) gets a core
     # to itself meanwhile, and this embedding is needed only after verification.
     vector2 = _query_vector2(query) if reranking is not None else None

@@ -18,6 +18,7 @@ urlpatterns = [
     path("operations/", views_ops.operations, name="search-operations"),
     path("operations/index-live/", views_ops.index_live, name="search-index-live"),
     path("operations/index-evaluate/", views_ops.index_evaluate, name="search-index-evaluate"),
+    path("operations/search-encoder/", views_ops.search_encoder, name="search-encoder"),
     path("duplicates/", views_search.duplicate_listings, name="search-duplicates"),
     path("photos/<int:photo_id>/<str:variant>.jpg", views.photo_file, name="search-photo-file"),
     path("clusters/", include("search.urls_clusters")),

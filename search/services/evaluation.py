@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -14,28 +13,19 @@ from PIL import Image
 
 from search import storage
 from search.ml.evaluation import EvalConfig, EvaluationStopped, StepFn, StopFn, evaluate, sample_indices
-from search.ml.features import encoder_status, list_encoders, load_encoder
+from search.ml.features import load_encoder
 from search.ml.image_loading import open_rgb
 from search.models import IndexVersion, Job, Photo
 from search.selectors_clusters import photo_room_tags
+
+# ENCODER_RESOLVERS re-exported: training.apps registers its resolver here; the search path reads the list.
+from search.selectors_ops import ENCODER_RESOLVERS as ENCODER_RESOLVERS
+from search.selectors_ops import encoder_ensure, search_encoder
 from search.services import jobs
 
 log = logging.getLogger(__name__)
 MAX_SIDE = 512  # encoders see <= 300 px; edits on 512 px copies behave as on full-size photos, at a fraction
 DEFAULT_SEED = 0
-
-#: hooks name -> registered? for encoders other apps know how to build (a training run's GAN encoder);
-#: filled at start-up (training.apps), so a worker that never trained can still evaluate them.
-ENCODER_RESOLVERS: list[Callable[[str], bool]] = []
-
-
-def encoder_ensure(name: str) -> tuple[bool, str]:
-    """Register the encoder in this process if some app knows it; (available?, reason)."""
-    if name not in list_encoders():
-        for resolve in ENCODER_RESOLVERS:
-            if resolve(name):
-                break
-    return encoder_status(name)
 
 
 def _sample(size: int, seed: int) -> tuple[list[int], list[str], int]:
@@ -151,7 +141,7 @@ def index_evaluate_after_build(encoder: str, *, user: Any = None) -> list[Job]:
     latest = IndexVersion.objects.filter(encoder=encoder).exclude(status=IndexVersion.Status.FAILED).first()
     if latest is not None:
         targets.append((encoder, latest.version))
-    search = settings.FLATSITE_SEARCH_ENCODER
+    search = search_encoder()
     live = IndexVersion.objects.filter(encoder=search, status=IndexVersion.Status.LIVE).first()
     if live is not None and encoder != search and not live.evaluation:
         targets.append((search, live.version))

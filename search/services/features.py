@@ -15,6 +15,7 @@ from PIL import Image
 from search import storage
 from search.ml.features import encoder_status, load_encoder
 from search.models import LOCAL_ENCODER, Feature, Job, Photo
+from search.selectors_ops import search_encoder
 from search.services import cluster_assign, index, jobs, matches
 
 log = logging.getLogger(__name__)
@@ -23,8 +24,8 @@ FLUSH = 1024  # vectors per index version written
 
 
 def active_encoders() -> list[str]:
-    """Encoders every stored photo gets features for: search first, then clustering."""
-    names = [settings.FLATSITE_SEARCH_ENCODER, settings.FLATSITE_CLUSTER_ENCODER]
+    """Encoders every stored photo gets features for: search (search_encoder()) first, then clustering."""
+    names = [search_encoder(), settings.FLATSITE_CLUSTER_ENCODER]
     return list(dict.fromkeys(names))
 
 
@@ -102,9 +103,8 @@ def local_extract(photo_ids: list[int], *, on_step: Callable[[int], None] | None
     return done
 
 
-def _mark_indexed() -> int:
-    search_encoder = settings.FLATSITE_SEARCH_ENCODER
-    return Photo.objects.filter(status=Photo.Status.PROCESSED, features__encoder=search_encoder).update(
+def _mark_indexed(search: str) -> int:
+    return Photo.objects.filter(status=Photo.Status.PROCESSED, features__encoder=search).update(
         status=Photo.Status.INDEXED
     )
 
@@ -130,7 +130,8 @@ class _JobHooks:
 
 def features_run(job_id: int | None = None) -> dict[str, Any]:
     """Extract everything missing (all active encoders + local features); the unit of an extract job."""
-    plan = {name: photos_missing(name) for name in [*active_encoders(), LOCAL_ENCODER]}
+    active = active_encoders()
+    plan = {name: photos_missing(name) for name in [*active, LOCAL_ENCODER]}
     hooks = _JobHooks(job_id)
     hooks.start(sum(len(ids) for ids in plan.values()), "extracting features")
     counts: dict[str, Any] = {}
@@ -140,10 +141,10 @@ def features_run(job_id: int | None = None) -> dict[str, Any]:
         else:
             counts[name] = features_extract(name, ids, on_step=hooks.step, should_stop=hooks.stop)
         hooks.offset += len(ids)
-    counts["indexed"] = _mark_indexed()
+    counts["indexed"] = _mark_indexed(active[0])
     # New photos join the current clustering run at once (provisional), without a refit.
     counts["clustered"] = cluster_assign.photos_assign_provisional(plan[settings.FLATSITE_CLUSTER_ENCODER])
-    new_ids = plan[settings.FLATSITE_SEARCH_ENCODER]
+    new_ids = plan[active[0]]
     hooks.start(hooks.offset + len(new_ids), "finding matches")
     counts["matches"] = matches.photo_matches_compute(new_ids, on_step=hooks.step)
     return counts

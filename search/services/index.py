@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from django.conf import settings
@@ -20,8 +21,9 @@ from search.ml.index import (
 )
 from search.ml.index_reconcile import reconcile
 from search.ml.index_store import IndexStore, IndexVersionInfo
-from search.models import IndexVersion, Photo
+from search.models import IndexVersion, Photo, SearchEncoderChoice
 from search.selectors import features_matrix
+from search.selectors_ops import live_candidate, search_candidate
 
 log = logging.getLogger(__name__)
 # Keyed on the live row's identity, not just its version number: a restored or
@@ -210,17 +212,41 @@ def index_reconcile(encoder: str) -> dict[str, int]:
 
 
 def index_set_live(encoder: str, version: int) -> IndexVersion:
-    """Make one built version the live one (atomic and reversible)."""
-    row = IndexVersion.objects.filter(encoder=encoder, version=version).first()
-    if row is None:
-        raise ValueError(f"there is no {encoder or 'encoder'} index version {version}")
-    if row.status == IndexVersion.Status.FAILED:
-        raise ValueError(f"{row} failed to build and cannot go live")
+    """Make one built version the live one (atomic and reversible); refused unless its files verify.
+
+    Raises ValueError (nothing changed) for a missing, failed, pruned or damaged version, IndexLocked while a
+    reindex holds the store (it would register its own version over this choice, or prune this one).
+    """
+    live_candidate(encoder, version)  # cheap refusals first: unknown, failed, already live, files gone
     store = index_store(encoder)
-    infos = {i.version: i for i in store.versions()}
-    if version not in infos:
-        raise ValueError(f"{row}: its file is missing or damaged")
-    return _register(encoder, infos[version], live=True)
+    with store.lock():
+        info = next((i for i in store.versions() if i.version == version), None)
+        if info is None or not store.is_valid(info):  # the full checksum, once per switch
+            raise ValueError(f"{encoder} index v{version} cannot go live: its files are missing or damaged")
+        with transaction.atomic():
+            IndexVersion.objects.filter(encoder=encoder, status=IndexVersion.Status.LIVE).update(
+                status=IndexVersion.Status.RETIRED
+            )
+            # A plain update keeps the row's job and evaluation (update_or_create in _register would not).
+            IndexVersion.objects.filter(encoder=encoder, version=version).update(
+                status=IndexVersion.Status.LIVE, path=str(info.path)
+            )
+    return IndexVersion.objects.get(encoder=encoder, version=version)
+
+
+def search_encoder_set(encoder: str, *, user: Any = None) -> SearchEncoderChoice:
+    """Make search use this encoder's live index (stored in the database; every process reads it per search).
+
+    Raises ValueError (nothing changed) when the encoder is in use already, unavailable, or has no live index
+    whose files verify.
+    """
+    live = search_candidate(encoder).row
+    store = index_store(encoder)
+    info = next((i for i in store.versions() if i.version == live.version), None)
+    if info is None or not store.is_valid(info):
+        raise ValueError(f"{encoder}'s live index v{live.version} is damaged: rebuild it first")
+    with transaction.atomic():
+        return SearchEncoderChoice.objects.create(encoder=encoder, chosen_by=user)
 
 
 def _live_version(encoder: str) -> int | None:

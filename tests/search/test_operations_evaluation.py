@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from search import selectors_ops
+from search.ml.index import IndexConfig, build_index
 from search.models import IndexVersion, Job
-from search.services import jobs
+from search.services import index, jobs
 
 pytestmark = pytest.mark.django_db
 
@@ -70,11 +73,18 @@ def test_only_admins_may_evaluate(moderator: Any, realtor: Any) -> None:
     assert not Job.objects.exists()
 
 
+def _on_disk(encoder: str) -> None:
+    """Write the encoder's next index version file (numbered 1, 2, ... like the rows above)."""
+    vectors = np.eye(4, dtype=np.float32)
+    index.index_store(encoder).write(build_index(np.arange(4, dtype=np.int64), vectors, IndexConfig(dim=4)))
+
+
 def test_the_page_compares_each_encoders_latest_evaluated_version(admin_user: Any) -> None:
     evaluated("effnet-lite0", 1, 0.5)
     evaluated("effnet-lite0", 2, 0.875, IndexVersion.Status.LIVE)
     evaluated("gan-run-3-step-40", 1, 0.25)
     IndexVersion.objects.create(encoder="gan-run-3-step-40", version=2)  # newer but not evaluated
+    _on_disk("gan-run-3-step-40")
     page = _client(admin_user).get("/operations/")
     html = page.content.decode()
     assert page.status_code == 200 and "Encoder comparison" in html
@@ -82,6 +92,10 @@ def test_the_page_compares_each_encoders_latest_evaluated_version(admin_user: An
     assert "effnet-lite0 v2" in table and "gan-run-3-step-40 v1" in table and "effnet-lite0 v1" not in table
     assert "0.875" in table and "0.250" in table and "crop20 (0.125)" in table and "0.610" in table
     assert table.count("<button>Make live</button>") == 1  # the GAN column; the live one needs none
+    _on_disk("gan-run-3-step-40")
+    Path(index.index_store("gan-run-3-step-40").root / "v00000001.json").unlink()  # v1 pruned
+    table = _client(admin_user).get("/operations/").content.decode().split('id="comparison"')[1]
+    assert table.split("</section>")[0].count("<button>Make live</button>") == 0  # its files are gone
     columns = selectors_ops.encoder_comparison()
     assert [(c.encoder, c.version, c.live) for c in columns] == [
         ("effnet-lite0", 2, True),

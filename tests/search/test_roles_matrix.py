@@ -42,6 +42,7 @@ MATRIX: dict[str, tuple[str, tuple[int | str, ...]]] = {
     "search-operations": ("get", (L, 403, 403, 403, 200)),
     "search-index-live": ("post", (L, 403, 403, 403, 302)),
     "search-index-evaluate": ("post", (L, 403, 403, 403, 302)),
+    "search-encoder": ("post", (L, 403, 403, 403, 302)),
     "api-schema": ("get", (200, 200, 200, 200, 200)),
     "api-token": ("post", (400, 400, 400, 400, 400)),
     "api-listings": ("post", (403, 400, 400, 403, 400)),
@@ -72,7 +73,7 @@ MATRIX: dict[str, tuple[str, tuple[int | str, ...]]] = {
     "clusters-name": ("post", (L, 403, 403, 302, 302)),
     "clusters-approve": ("post", (L, 403, 403, 302, 302)),
     "clusters-merge": ("post", (L, 403, 403, 302, 302)),
-    "clusters-cluster-noise": ("post", (L, 403, 403, 302, 302)),
+    "clusters-cluster-noise": ("post", (L, 403, 403, 200, 200)),  # an unconfirmed POST: confirmation page
     "clusters-photo": ("get", (L, 403, 403, 200, 200)),
     "clusters-move": ("post", (L, 403, 403, 404, 404)),
     "clusters-split": ("post", (L, 403, 403, 404, 404)),

@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.urls import reverse
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound, PermissionDenied
@@ -18,6 +19,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from search import events, roles, selectors
 from search.admission import Busy, search_gate
 from search.models import Listing
+from search.seen import seen_photos
 from search.services import ingest, listings
 from search.uploads import UploadRejected
 
@@ -203,7 +205,23 @@ class SearchApi(APIView):
             return busy_response(busy)
         except ImageRejected as exc:
             return Response({"error": f"cannot search with this file: {exc}"}, status=400)
-        return Response(result.as_json(upload.name or "query"))
+        payload = result.as_json(upload.name or "query")
+        _add_listing_urls(request, payload["matches"])
+        return Response(payload)
+
+
+def _add_listing_urls(request: Request, matches: list[dict[str, Any]]) -> None:
+    """Each match's listing page the caller may open: the full listing, its matched photos, or null."""
+    listing_ids = {m["listing_id"] for m in matches}
+    links = selectors.listing_links(request.user, listing_ids, seen_photos(request.session))
+    for match in matches:
+        listing_id = match["listing_id"]
+        if listing_id in links.full:
+            match["listing_url"] = reverse("search-listing", args=[listing_id])
+        elif listing_id in links.matched:
+            match["listing_url"] = reverse("search-listing-matched", args=[listing_id])
+        else:
+            match["listing_url"] = None
 
 
 def busy_response(busy: Busy) -> Response:

@@ -51,6 +51,7 @@ class QueryImage:
     sha256_pixels: str
     phash: int
     name: str
+    # Photos never listed: a stored photo used as the query is not its own match (its copies are).
     exclude_ids: set[int] = field(default_factory=set)
     # Descriptors already stored for a photo used as the query, so they are not computed again.
     vector: np.ndarray | None = None  # (D,) search-encoder embedding
@@ -145,11 +146,11 @@ def query_from_upload(upload: Any) -> QueryImage:
 
 
 def query_from_photo(photo: Photo) -> QueryImage:
-    """Use a stored photo as the query (it and its copies are left out of the results)."""
+    """Use a stored photo as the query: it is left out, its exact copies (in any listing) are listed."""
     stored = photo.stored
     with Image.open(storage.media_path(stored.image_path)) as img:
         image = img.convert("RGB")
-    exclude = {stored.pk, photo.pk, *Photo.objects.filter(duplicate_of=stored).values_list("pk", flat=True)}
+    exclude = {photo.pk}
     search, extra = search_encoder(), rerank_encoder()
     encoders = [search, LOCAL_ENCODER, extra]
     features = dict(Feature.objects.filter(photo=stored, encoder__in=encoders).values_list("encoder", "data"))
@@ -237,18 +238,20 @@ def _stored_lookup(ids: list[int], verify_ids: list[int]) -> dict[int, StoredEvi
 def _match(
     query: QueryImage, local: Future[LocalFeatures], shortlist: dict[int, float], limits: LevelThresholds
 ) -> list[Match]:
-    exact_ids = list(
-        Photo.objects.filter(sha256_pixels=query.sha256_pixels, duplicate_of__isnull=True)
-        .exclude(pk__in=query.exclude_ids)
-        .values_list("pk", flat=True)
-    )
+    same_pixels = Photo.objects.filter(sha256_pixels=query.sha256_pixels, duplicate_of__isnull=True)
+    same_ids = list(same_pixels.values_list("pk", flat=True))
+    exact_ids = [pid for pid in same_ids if pid not in query.exclude_ids]
     ordered = sorted(shortlist, key=lambda pid: -shortlist[pid])
     verify_ids = [*exact_ids, *ordered[: limits.verify_top_k]]
     stored = _stored_lookup([*exact_ids, *ordered], verify_ids)
     evidence = QueryEvidence(query.sha256_pixels, query.phash, local.result() if ordered else None)
-    return match_shortlist(
+    found = match_shortlist(
         evidence, shortlist, stored.get, limits, exact_ids=exact_ids, mapper=_query_pool.map
     )
+    # A stored query photo is an exact copy of itself without verifying it: it is not listed (see _rows),
+    # but it stands in for its byte copies, which the index does not hold, so they are listed as exact.
+    own = [pid for pid in same_ids if pid in query.exclude_ids]
+    return [*(Match(pid, Level.EXACT, 1.0, {"phash_distance": 0}) for pid in own), *found]
 
 
 def _rows(matches: list[Match], exclude: set[int]) -> list[MatchRow]:
@@ -262,7 +265,8 @@ def _rows(matches: list[Match], exclude: set[int]) -> list[MatchRow]:
         by_original.setdefault(copy.duplicate_of_id or 0, []).append(copy)
     rows: list[MatchRow] = []
     for match in matches:
-        rows.append(MatchRow(photos[match.id], match.level.value, match.score, dict(match.evidence)))
+        if match.id not in exclude:  # the query photo itself is no match, but its copies are
+            rows.append(MatchRow(photos[match.id], match.level.value, match.score, dict(match.evidence)))
         for copy in by_original.get(match.id, []):
             rows.append(
                 MatchRow(copy, match.level.value, match.score, {**match.evidence, "copy_of": match.id})

@@ -1,4 +1,7 @@
-"""A realtor searches with an edited copy of another agent's photo and sees it and the duplicate listing."""
+"""A realtor searches with an edited copy of another agent's photo and sees it and the duplicate listing.
+
+Its result opens what the realtor may see of that listing: title, agent and matched photos, not the others.
+"""
 
 from __future__ import annotations
 
@@ -48,7 +51,7 @@ def _photo_sets() -> list[dict[str, bytes]]:
         ]
     return [
         {f"p{i}.jpg": images.encode(images.picture(200 + i, (480, 360)), "JPEG", quality=92) for i in ids}
-        for ids in ((0, 1), (2, 3))
+        for ids in ((0, 1), (2, 3, 4, 5))  # four in the target's listing, as with the house photos
     ]
 
 
@@ -92,7 +95,8 @@ def _log_in(page: Any, base: str, username: str) -> None:
     page.wait_for_url(f"{base}/")
 
 
-def _search_with(page: Any, name: str, mime: str, data: bytes) -> None:
+def _search_with(page: Any, name: str, mime: str, data: bytes, similar: int = 10) -> None:
+    page.fill("#search-form input[name=k]", str(similar))
     page.set_input_files("#search-file", [{"name": name, "mimeType": mime, "buffer": data}])
     # The first search in the server loads the encoder (torch): generous on a loaded machine.
     with page.expect_navigation(timeout=150_000):
@@ -116,12 +120,17 @@ def _edited_group_thumbs(page: Any) -> list[str]:
     )
 
 
+def _photo_ids(page: Any, selector: str) -> set[int]:
+    return set(page.eval_on_selector_all(selector, "fs => fs.map(f => Number(f.dataset.photo))"))
+
+
 def test_edited_copy_search_shows_original_and_probable_duplicate_listing(
     chromium_ready: None, web: Any, settings: Any
 ) -> None:
     bert = _users(settings)
     built = _collection(bert)
     target, owner_listing = built["target"], built["listings"][1]
+    owner_photos = set(Photo.objects.filter(listing=owner_listing).values_list("pk", flat=True))
     query = _edited_copy(target)
     base = web.extra["url"]
     with chromium_page(viewport={"width": 1200, "height": 900}) as page:
@@ -134,7 +143,8 @@ def test_edited_copy_search_shows_original_and_probable_duplicate_listing(
         assert "Cannot search with this file" in error and "unsupported file type" in error
         assert page.locator("#results").count() == 0
 
-        _search_with(page, "copy-from-portal.jpg", "image/jpeg", query)
+        # One similar-look result: the listing then has photos the search did not show.
+        _search_with(page, "copy-from-portal.jpg", "image/jpeg", query, similar=1)
         page.wait_for_selector("#results")
         assert page.locator("#search-error").count() == 0
         assert "Edited copy" in page.inner_text('[data-level-group="edited"]')
@@ -151,11 +161,30 @@ def test_edited_copy_search_shows_original_and_probable_duplicate_listing(
         assert "Probable duplicate listing" in row.locator(".badge.probable-duplicate").inner_text()
         assert owner_listing.title in row.inner_text()
         _save_screenshot(page, ROOT / "test-artifacts")
+        shown = _photo_ids(page, "#results figure.match") & owner_photos
+        assert target.pk in shown and shown < owner_photos, (shown, owner_photos)
+
+        # Bert's listing is not Alma's to open: the result links to what she may see of it.
+        link = thumb.locator("a.listing")
+        assert link.get_attribute("href") == f"/listings/{owner_listing.pk}/matched/"
+        with page.expect_navigation() as opened:
+            link.click()
+        assert opened.value.status == 200, opened.value.status
+        assert page.inner_text("#matched-title") == owner_listing.title
+        assert page.inner_text("#matched-agent") == "bert"
+        assert _photo_ids(page, "#matched-photos figure.thumb") == shown  # the others stay private
+        matched = page.locator(f'#matched-photos figure.thumb[data-photo="{target.pk}"]')
+        page.wait_for_function(
+            "el => el.complete && el.naturalWidth > 0", arg=matched.locator("img").element_handle()
+        )
+        page.screenshot(path=str(ROOT / "test-artifacts" / "search-matched-listing.png"), full_page=True)
 
         # The matched thumb searches from the stored photo: it is shown as the query and left out.
         with page.expect_navigation(timeout=120_000):
-            thumb.locator("a").first.click()
+            matched.locator("a").first.click()
         assert page.url == f"{base}/search/photo/{target.pk}/"
         assert page.locator(f'#results [data-query-photo="{target.pk}"] img').count() == 1
         assert page.locator(f'#results figure.match[data-photo="{target.pk}"]').count() == 0
+        query_link = page.locator(f'#results [data-query-photo="{target.pk}"] a')
+        assert query_link.get_attribute("href") == f"/listings/{owner_listing.pk}/matched/"
         page.screenshot(path=str(ROOT / "test-artifacts" / "search-photo.png"), full_page=True)

@@ -88,6 +88,45 @@ def test_searching_from_a_stored_photo_leaves_it_out(collection: dict[str, Any])
     assert photo.pk not in [m.photo.pk for m in result.matches]
 
 
+def _byte_copy_in_another_listing(collection: dict[str, Any], name: str) -> tuple[Photo, Photo]:
+    """(the stored photo, its byte-identical upload into a new listing, stored as a copy of it)."""
+    listing = ListingFactory()
+    data = images.encode(collection["pics"][name], "JPEG", quality=92)  # the collection's very bytes
+    result = ingest.photo_ingest(
+        listing=listing, uploader=listing.owner, items=[upload("re-posted.jpg", data)], enqueue=False
+    )
+    assert result.outcomes[0].status == "duplicate"  # linked at upload: nothing to process
+    copy = Photo.objects.get(listing=listing)
+    original = Photo.objects.get(original_name=f"{name}.jpg")
+    assert copy.duplicate_of == original  # it has no features or index row of its own
+    return original, copy
+
+
+def _exact(result: Any) -> list[int]:
+    return sorted(m.photo.pk for m in result.matches if m.level == "exact")
+
+
+def test_searching_from_a_stored_photo_lists_its_byte_copy_in_another_listing_as_an_exact_copy(
+    collection: dict[str, Any],
+) -> None:
+    original, copy = _byte_copy_in_another_listing(collection, "p1")
+    assert _exact(image_search(query_from_photo(original))) == [copy.pk]
+    # And the other way round: from the copy, the photo it copies (in the first listing) is the match.
+    assert _exact(image_search(query_from_photo(copy))) == [original.pk]
+
+
+def test_stored_photo_search_and_upload_search_find_the_same_exact_copies(
+    collection: dict[str, Any], tmp_path: Path
+) -> None:
+    original, copy = _byte_copy_in_another_listing(collection, "p2")
+    path = tmp_path / "p2.jpg"
+    path.write_bytes(images.encode(collection["pics"]["p2"], "JPEG", quality=92))
+    uploaded = _exact(image_search(query_from_file(path, "p2.jpg")))
+    assert uploaded == sorted([original.pk, copy.pk])
+    for photo in (original, copy):  # the same, less the photo searched from
+        assert _exact(image_search(query_from_photo(photo))) == [p for p in uploaded if p != photo.pk]
+
+
 def test_searching_from_a_stored_photo_reuses_its_stored_descriptors(
     collection: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:

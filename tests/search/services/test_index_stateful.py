@@ -136,8 +136,8 @@ class IndexLifecycle(RuleBasedStateMachine):
             assert not set(found) & set(self.deleted), "search returned a deleted photo"
             existing = set(Photo.objects.filter(pk__in=found).values_list("pk", flat=True))
             assert existing == set(found)
-            for searcher in self.searchers:
-                assert all(selectors.photo_viewable(searcher, pid) is not None for pid in found)
+            for searcher in self.searchers:  # what a search showed, its searcher may then open
+                assert all(selectors.photo_viewable(searcher, pid, found) is not None for pid in found)
 
 
 def test_index_and_search_survive_any_sequence_of_changes_and_crashes(

@@ -4,9 +4,11 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from flatsite.views import LogoutPage
+
 urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
-    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/logout/", LogoutPage.as_view(), name="logout"),
     path("django-admin/", admin.site.urls),
     path("api/", include("search.api_urls")),
     path("training/", include("training.urls")),

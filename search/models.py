@@ -184,6 +184,31 @@ class Photo(models.Model):
         return self.duplicate_of if self.duplicate_of_id and self.duplicate_of else self
 
 
+class UploadBatch(models.Model):
+    """One upload to a listing: what happened to each file, kept so its result page can be reloaded."""
+
+    listing = models.ForeignKey(Listing, on_delete=models.CASCADE, related_name="upload_batches")
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="upload_batches",
+    )
+    # The ingest job processing the stored photos; none when no file was stored (all rejected or repeats).
+    job = models.OneToOneField(
+        Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="upload_batch"
+    )
+    outcomes = models.JSONField(default=list, blank=True, help_text="per file: name, status, detail, ids")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"upload #{self.pk} to listing #{self.listing_id}"
+
+
 # Feature.encoder of the local keypoints verification reads (the other encoders' rows are global vectors).
 LOCAL_ENCODER = "sift"
 

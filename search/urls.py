@@ -10,6 +10,10 @@ urlpatterns = [
     path("listings/new/", views.listing_create, name="search-listing-create"),
     path("listings/<int:listing_id>/", views.listing_detail, name="search-listing"),
     path("listings/<int:listing_id>/upload/", views.listing_upload, name="search-listing-upload"),
+    path(
+        "listings/<int:listing_id>/uploads/<int:batch_id>/", views.upload_result, name="search-upload-result"
+    ),
+    path("listings/<int:listing_id>/matched/", views_search.listing_matched, name="search-listing-matched"),
     path("jobs/", views.job_list, name="search-jobs"),
     path("jobs/<int:job_id>/", views.job_detail, name="search-job"),
     path("jobs/<int:job_id>/cancel/", views.job_cancel, name="search-job-cancel"),

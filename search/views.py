@@ -7,13 +7,22 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseForbidden
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseForbidden,
+    HttpResponseRedirect,
+)
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
-from search import roles, selectors, storage
+from search import roles, selectors, selectors_uploads, storage
 from search.forms import ListingForm, UploadForm
+from search.seen import seen_photos
 from search.selectors_duplicates import listing_pairs
 from search.services import ingest, listings
 from search.uploads import UploadRejected
@@ -61,20 +70,29 @@ def listing_detail(request: HttpRequest, listing_id: int) -> HttpResponse:
     if listing is None:
         raise Http404("No such listing, or it is not yours.")
     editable = selectors.listing_editable(request.user, listing_id) is not None
+    pairs = listing_pairs(listing_id=listing.pk)
+    # Where each paired listing may link for this user: its full page, its matched photos, or nowhere.
+    paired = {p.a.pk for p in pairs} | {p.b.pk for p in pairs}
+    links = selectors.listing_links(request.user, paired, seen_photos(request.session))
     context: dict[str, Any] = {
         "listing": listing,
         "photos": selectors.listing_photos(listing),
         "editable": editable,
         "form": UploadForm(),
-        "duplicate_pairs": listing_pairs(listing_id=listing.pk),
+        "duplicate_pairs": pairs,
+        "full_listings": links.full,
+        "matched_listings": links.matched,
+        "uploads": selectors_uploads.listing_uploads(listing)[:10],
     }
     return render(request, "search/listing_detail.html", context)
 
 
 @login_required
-@require_http_methods(["POST"])
+@require_http_methods(["GET", "POST"])
 def listing_upload(request: HttpRequest, listing_id: int) -> HttpResponse:
-    """Upload photos or a zip to a listing; show per-file outcomes and the live job."""
+    """Upload photos or a zip to a listing, then send the browser to the batch's result page."""
+    if request.method == "GET":  # a reopened or bookmarked upload URL: the form is on the listing page
+        return redirect("search-listing", listing_id=listing_id)
     listing = selectors.listing_editable(request.user, listing_id)
     if listing is None:
         return HttpResponseForbidden("You can only upload photos to your own listings.")
@@ -88,13 +106,29 @@ def listing_upload(request: HttpRequest, listing_id: int) -> HttpResponse:
         result = ingest.photo_ingest(
             listing=listing, uploader=request.user, items=[(f.name or "upload", f) for f in files]
         )
-    except UploadRejected as exc:
+    except UploadRejected as exc:  # nothing was stored: showing the form again is safe to resubmit
         context["upload_error"] = f"Upload refused: {exc}"
         return render(request, "search/listing_detail.html", context, status=400)
-    context.update({"outcomes": result.outcomes, "job": result.job})
-    if result.queue_unavailable:  # saved, not lost: say so instead of failing the upload
-        context["queue_unavailable"] = ingest.QUEUE_UNAVAILABLE
-    return render(request, "search/listing_detail.html", context)
+    assert result.batch is not None  # photo_ingest always records its batch
+    # 303 See Other: the browser GETs the result, so reloading it never posts the files again.
+    url = reverse("search-upload-result", args=[listing.pk, result.batch.pk])
+    return HttpResponseRedirect(url, status=303)
+
+
+@login_required
+def upload_result(request: HttpRequest, listing_id: int, batch_id: int) -> HttpResponse:
+    """One upload's per-file outcomes, its live job and when its photos become searchable; safe to reload."""
+    upload = selectors_uploads.upload_batch_viewable(request.user, listing_id, batch_id)
+    if upload is None:
+        raise Http404("No such upload, or its listing is not yours.")
+    context = {
+        "upload": upload,
+        "listing": upload.batch.listing,
+        "outcomes": upload.batch.outcomes,
+        "searchable_texts": selectors_uploads.SEARCHABLE_TEXTS,
+        "queue_unavailable": ingest.QUEUE_UNAVAILABLE if upload.queue_unavailable else "",
+    }
+    return render(request, "search/upload_result.html", context)
 
 
 @login_required
@@ -113,14 +147,16 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
 
 
 @login_required
-@require_http_methods(["POST"])
+@require_http_methods(["GET", "POST"])
 def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
-    """Cancel a job (its owner or an admin)."""
+    """Cancel a job (its owner or an admin); a GET (a reopened URL) only shows the job."""
     from search.services import jobs
 
     job = selectors.job_viewable(request.user, job_id)
     if job is None:
         raise Http404("No such job, or it is not yours.")
+    if request.method == "GET":
+        return redirect("search-job", job_id=job.pk)
     jobs.job_cancel(job.pk)
     messages.info(request, f"Cancel requested for job #{job.pk}.")
     return redirect("search-job", job_id=job.pk)
@@ -129,7 +165,7 @@ def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
 @login_required
 def photo_file(request: HttpRequest, photo_id: int, variant: str) -> HttpResponseBase:
     """Serve a photo's normalised image or thumbnail (never the private original)."""
-    photo = selectors.photo_viewable(request.user, photo_id)
+    photo = selectors.photo_viewable(request.user, photo_id, seen_photos(request.session))
     if photo is None or variant not in ("image", "thumb"):
         raise Http404("No such photo.")
     relative = photo.thumb_path if variant == "thumb" else photo.image_path

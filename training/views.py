@@ -53,6 +53,18 @@ def _errors(exc: ValidationError) -> str:
     return " ".join(exc.messages)
 
 
+def _get_shows_run(view: View) -> View:
+    """A GET on a run's action URL (reopened or bookmarked) shows the run instead of a blank 405."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, run_id: int) -> HttpResponseBase:
+        if request.method == "GET":
+            return redirect("training-run", run_id=_run_or_404(run_id).pk)
+        return view(request, run_id)
+
+    return wrapped
+
+
 @admin_only
 def run_list(request: HttpRequest) -> HttpResponse:
     """Every run, live, and the form that starts one."""
@@ -61,9 +73,11 @@ def run_list(request: HttpRequest) -> HttpResponse:
 
 
 @admin_only
-@require_http_methods(["POST"])
+@require_http_methods(["GET", "POST"])
 def run_create(request: HttpRequest) -> HttpResponse:
-    """Start a run from a preset on the stored photos."""
+    """Start a run from a preset on the stored photos; a GET (a reopened URL) goes to the form."""
+    if request.method == "GET":  # the start form lives on the run list
+        return redirect("training-runs")
     form = RunStartForm(request.POST)
     if form.is_valid():
         data = form.cleaned_data
@@ -102,7 +116,8 @@ def run_snapshot(request: HttpRequest, run_id: int) -> HttpResponse:
 
 
 @admin_only
-@require_http_methods(["POST"])
+@require_http_methods(["GET", "POST"])
+@_get_shows_run
 def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
     """Stop a run; its worker writes a checkpoint first."""
     run = services.run_cancel(_run_or_404(run_id).pk)
@@ -111,7 +126,8 @@ def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
 
 
 @admin_only
-@require_http_methods(["POST"])
+@require_http_methods(["GET", "POST"])
+@_get_shows_run
 def run_resume(request: HttpRequest, run_id: int) -> HttpResponse:
     """Continue a stopped run from its last checkpoint."""
     run = _run_or_404(run_id)
@@ -129,7 +145,8 @@ def run_resume(request: HttpRequest, run_id: int) -> HttpResponse:
 
 
 @admin_only
-@require_http_methods(["POST"])
+@require_http_methods(["GET", "POST"])
+@_get_shows_run
 def run_index(request: HttpRequest, run_id: int) -> HttpResponse:
     """Extract and index every stored photo with this run's encoder (a job)."""
     run = _run_or_404(run_id)

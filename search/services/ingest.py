@@ -16,7 +16,7 @@ from django.db.models import Count, F
 from search import faults, storage
 from search.decoding import image_normalise
 from search.ml.normalise import ImageLimits, ImageRejected, Normalised, probe
-from search.models import Job, Listing, Photo
+from search.models import Job, Listing, Photo, UploadBatch
 from search.services import jobs
 from search.uploads import (
     ZIP_SUFFIXES,
@@ -48,10 +48,11 @@ class Outcome:
     detail: str = ""
     photo_id: int | None = None
     duplicate_of: int | None = None
+    created: bool = field(default=False, repr=False)  # this upload stored a new photo row
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict for JSON and templates."""
-        return dict(self.__dict__)
+        return {key: value for key, value in self.__dict__.items() if key != "created"}
 
 
 @dataclass
@@ -61,6 +62,7 @@ class IngestResult:
     job: Job | None
     outcomes: list[Outcome] = field(default_factory=list)
     enqueued: jobs.Enqueued | None = None
+    batch: UploadBatch | None = None  # None only for uploads refused before registering (CLI reports)
 
     @property
     def queue_unavailable(self) -> bool:
@@ -135,39 +137,46 @@ def photo_ingest(
 def photos_register(
     *, listing: Listing, uploader: Any, staged: Staged, tags: dict[str, str], enqueue: bool = True
 ) -> IngestResult:
-    """Register staged files: reject bad headers, link byte-identical copies, store the rest."""
+    """Register staged files (reject bad headers, link byte copies, store the rest) and record the batch."""
     outcomes = [Outcome(name, "rejected", reason) for name, reason in staged.rejected]
     written: list[Path] = []
-    enqueued = None
+    created: list[int] = []
+    job = enqueued = None
     try:
         with transaction.atomic():
-            job = jobs.job_create(
-                Job.Kind.INGEST, user=uploader, params={"listing": listing.pk, "extract": enqueue}
-            )
             for item in staged.files:
-                outcomes.append(_register_one(job, listing, uploader, item.name, item.path, tags, written))
-            received = job.photos.filter(status=Photo.Status.RECEIVED).count()
-            job.total = received
-            job.result = {"outcomes": [o.as_dict() for o in outcomes]}
-            job.save(update_fields=["total", "result"])
-            if not received:
-                transaction.on_commit(lambda: jobs.job_finish(job.pk))
-            elif enqueue:
-                enqueued = jobs.job_enqueue(job)
+                outcome = _register_one(listing, uploader, item.name, item.path, tags, written)
+                outcomes.append(outcome)
+                if outcome.created and outcome.photo_id is not None:
+                    created.append(outcome.photo_id)
+            rows = [o.as_dict() for o in outcomes]
+            if created:  # a job only for stored photos: repeats and rejections leave nothing to process
+                job, enqueued = _job_for(created, listing, uploader, rows, enqueue)
+            batch = UploadBatch.objects.create(listing=listing, uploaded_by=uploader, job=job, outcomes=rows)
     except Exception:
         storage.remove_quietly(*written)
         raise
-    return IngestResult(job=job, outcomes=outcomes, enqueued=enqueued)
+    return IngestResult(job=job, outcomes=outcomes, enqueued=enqueued, batch=batch)
+
+
+def _job_for(
+    photo_ids: list[int], listing: Listing, uploader: Any, rows: list[dict[str, Any]], enqueue: bool
+) -> tuple[Job, jobs.Enqueued | None]:
+    """The batch's ingest job; it counts every photo the batch stored, copies linked at upload included."""
+    job = jobs.job_create(Job.Kind.INGEST, user=uploader, params={"listing": listing.pk, "extract": enqueue})
+    Photo.objects.filter(pk__in=photo_ids).update(job=job)
+    job.total = len(photo_ids)
+    job.done = _final_count(job.pk)  # copies of already stored photos are final from the start
+    job.result = {"outcomes": rows}
+    job.save(update_fields=["total", "done", "result"])
+    if job.done == job.total:
+        transaction.on_commit(lambda: jobs.job_finish(job.pk))
+        return job, None
+    return job, jobs.job_enqueue(job) if enqueue else None
 
 
 def _register_one(
-    job: Job,
-    listing: Listing,
-    uploader: Any,
-    name: str,
-    path: Path,
-    tags: dict[str, str],
-    written: list[Path],
+    listing: Listing, uploader: Any, name: str, path: Path, tags: dict[str, str], written: list[Path]
 ) -> Outcome:
     try:
         found = probe(path, name, image_limits())
@@ -186,17 +195,15 @@ def _register_one(
     original = _stored_with_bytes(digest)
     if original is not None:
         photo = Photo.objects.create(
-            **base, job=job, status=Photo.Status.DUPLICATE, duplicate_of=original, **_copied_fields(original)
+            **base, status=Photo.Status.DUPLICATE, duplicate_of=original, **_copied_fields(original)
         )
-        return Outcome(name, "duplicate", _dup_text(original), photo.pk, original.pk)
+        return Outcome(name, "duplicate", _dup_text(original), photo.pk, original.pk, created=True)
     relative = f"originals/{storage.new_name(Path(name).suffix.lower())}"
     target = storage.private_path(relative)
     storage.copy_into(target, path)
     written.append(target)
-    photo = Photo.objects.create(
-        **base, job=job, original_path=relative, width=found.width, height=found.height
-    )
-    return Outcome(name, "accepted", "queued for processing", photo.pk)
+    photo = Photo.objects.create(**base, original_path=relative, width=found.width, height=found.height)
+    return Outcome(name, "accepted", "queued for processing", photo.pk, created=True)
 
 
 def _copied_fields(original: Photo) -> dict[str, Any]:
@@ -373,18 +380,30 @@ def job_ingest_run(job_id: int) -> Job:
             log.exception("processing photo %s failed", photo_id)
             photo_reject(photo_id, f"processing failed: {exc}")
         jobs.job_progress(job_id, done=_final_count(job_id))
-    job = jobs.job_finish(job_id, result={"summary": ingest_summary(job_id)})
+    result: dict[str, Any] = {"summary": ingest_summary(job_id)}
+    job = Job.objects.get(pk=job_id)
     if job.params.get("extract", True):
-        from search.services.features import extract_enqueue
+        # Queued before the job finishes, so its final snapshot already names the job that makes the
+        # batch searchable (the upload result page links it).
+        extract = _extract_after_ingest(job.created_by)
+        result["extract_job"] = extract.pk if extract is not None else None
+    return jobs.job_finish(job_id, result=result)
 
-        extract_enqueue(job.created_by)
-    return job
+
+def _extract_after_ingest(user: Any) -> Job | None:
+    """The extract job that will cover the photos just processed: a new one, or the one already waiting."""
+    from search.services.features import extract_enqueue
+
+    # extract_enqueue adds none while one waits in the queue; that one (or any newer one) starts after
+    # these photos were processed, so the newest "pending" extract job is the one that covers them.
+    pending = Job.objects.filter(kind=Job.Kind.EXTRACT, params__mode="pending").order_by("-id")
+    return extract_enqueue(user) or pending.first()
 
 
 def _final_count(job_id: int) -> int:
-    # Counts photos this job processed (attempted and no longer received); upload-time copies
-    # were never part of the total.
-    return Photo.objects.filter(job_id=job_id, attempts__gt=0).exclude(status=Photo.Status.RECEIVED).count()
+    # Every photo of the batch counts, so an upload of 10 photos reads n/10 whatever each turns out to be;
+    # copies linked at upload time are final from the start.
+    return Photo.objects.filter(job_id=job_id).exclude(status=Photo.Status.RECEIVED).count()
 
 
 def ingest_summary(job_id: int) -> dict[str, int]:

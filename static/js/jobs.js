@@ -56,10 +56,20 @@
     root.setAttribute("data-status", job.status);
   }
 
-  document.querySelectorAll(".job-progress[data-ws-path]").forEach(function (root) {
-    connect(root.getAttribute("data-ws-path"), function (job) { drawJob(root, job); },
-      function (state) { setText(root, "live", state === "live" ? "● live" : state); });
-  });
+  // Each box also announces its snapshots and connection state ("job:snapshot", "job:state" events),
+  // so a page can react to a job (the upload result page follows the extract job its upload names).
+  function watch(root) {
+    connect(root.getAttribute("data-ws-path"), function (job) {
+      drawJob(root, job);
+      root.dispatchEvent(new CustomEvent("job:snapshot", { detail: job }));
+    }, function (state) {
+      setText(root, "live", state === "live" ? "● live" : state);
+      root.dispatchEvent(new CustomEvent("job:state", { detail: state }));
+    });
+  }
+  window.flatsiteJobs = { watch: watch };
+
+  document.querySelectorAll(".job-progress[data-ws-path]").forEach(watch);
 
   document.querySelectorAll("[data-jobs-live]").forEach(function (root) {
     connect(root.getAttribute("data-ws-path"), function (job) {

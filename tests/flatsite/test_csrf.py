@@ -67,6 +67,7 @@ def objects(admin_user: Any, tmp_path: Any) -> dict[str, Any]:
         "listing_id": listing.pk,
         "photo_id": photo.pk,
         "job_id": job.pk,
+        "batch_id": result.batch.pk if result.batch else 0,
         "training:run_id": run.pk,
         "clusters:run_id": cluster_run.pk,
         "cluster_id": cluster_run.clusters.first().pk,  # type: ignore[attr-defined]

@@ -75,7 +75,7 @@ def _web_uploads_while_down(listing: Any) -> list[int]:
     page = Client()
     page.force_login(listing.owner)
     files = [SimpleUploadedFile(n, d, content_type="image/jpeg") for n, d in _batch(60_000)]
-    html = page.post(reverse("search-listing-upload", args=[listing.pk]), {"files": files})
+    html = page.post(reverse("search-listing-upload", args=[listing.pk]), {"files": files}, follow=True)
     assert html.status_code == 200
     text = html.content.decode()
     assert 'id="queue-unavailable"' in text and "your photos are saved" in text

@@ -10,7 +10,7 @@ import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from search.models import Job
+from search.models import Job, UploadBatch
 from tests import images
 from tests.factories import ListingFactory, UserFactory
 from tests.search.cluster_fixtures import blob_photos, fake_run
@@ -30,14 +30,18 @@ MATRIX: dict[str, tuple[str, tuple[int | str, ...]]] = {
     "search-listings": ("get", (L, 200, 200, 200, 200)),
     "search-listing-create": ("get", (L, 200, 200, 403, 200)),
     "search-listing": ("get", (L, 200, 404, 200, 200)),
+    # Those who may open the full listing are sent there; a realtor none of whose photos (or searches)
+    # matched it gets nothing.
+    "search-listing-matched": ("get", (L, 302, 404, 302, 302)),
     "search-listing-upload": ("post", (L, 400, 403, 403, 400)),
+    "search-upload-result": ("get", (L, 200, 404, 200, 200)),  # whoever may open the listing
     "search-jobs": ("get", (L, 200, 200, 200, 200)),
     "search-job": ("get", (L, 200, 404, 404, 200)),
     "search-job-cancel": ("post", (L, 302, 404, 404, 302)),
     "search-search": ("get", (L, 200, 200, 200, 200)),
-    # Any photo a search can show may itself be searched from and its thumbnail served.
-    "search-search-photo": ("get", (L, 200, 200, 200, 200)),
-    "search-photo-file": ("get", (L, 200, 200, 200, 200)),
+    # Another agent's photo opens to a realtor only once a search showed it or it matches one of theirs.
+    "search-search-photo": ("get", (L, 200, 404, 200, 200)),
+    "search-photo-file": ("get", (L, 200, 404, 200, 200)),
     "search-duplicates": ("get", (L, 200, 200, 200, 200)),
     "search-operations": ("get", (L, 403, 403, 403, 200)),
     "search-index-live": ("post", (L, 403, 403, 403, 302)),
@@ -122,6 +126,7 @@ def world(db: Any, tmp_path: Path) -> dict[str, Any]:
     ids = {
         "listing_id": listing.pk,
         "job_id": Job.objects.create(kind=Job.Kind.INGEST, created_by=owner).pk,
+        "batch_id": UploadBatch.objects.create(listing=listing, uploaded_by=owner).pk,
         "cluster_id": run.clusters.first().pk,  # type: ignore[union-attr]
         "photo_id": blobs[0][0].pk,
         "variant": "thumb",

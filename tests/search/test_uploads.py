@@ -1,4 +1,4 @@
-"""Zip handling: bombs, path tricks and limits are refused before anything escapes staging."""
+"""Uploads: zip bombs, path tricks and limits refused in staging; the upload page's post/redirect/get."""
 
 from __future__ import annotations
 
@@ -10,9 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+from django.urls import reverse
 
+from search.models import Job, Photo, UploadBatch
+from search.services import ingest, jobs
 from search.uploads import Staged, UploadLimits, UploadRejected, clean_name, expand_zip
 from tests import images
+from tests.conftest import upload
+from tests.factories import ListingFactory
 
 
 def _zip(tmp_path: Path, entries: list[tuple[str | zipfile.ZipInfo, bytes]], name: str = "a.zip") -> Path:
@@ -189,3 +196,159 @@ def test_bombs_declared_in_the_header_are_refused_before_any_byte_is_inflated(
     assert [f.name for f in staged.files] == ["fine.jpg"] and len(staged.rejected) == 1
     assert opened == ["fine.jpg"]  # the bomb entry was never opened
     assert len(list(staging.iterdir())) == 1
+
+
+# --- The upload page: post/redirect/get to a batch result page that can be reloaded and bookmarked.
+
+
+def _web_upload(client: Client, listing: Any, *files: tuple[str, bytes]) -> Any:
+    sent = [SimpleUploadedFile(name, data) for name, data in files]
+    return client.post(reverse("search-listing-upload", args=[listing.pk]), {"files": sent})
+
+
+def _owner(listing: Any) -> Client:
+    client = Client()
+    client.force_login(listing.owner)
+    return client
+
+
+def _counts() -> tuple[int, int, int]:
+    return Job.objects.count(), Photo.objects.count(), UploadBatch.objects.count()
+
+
+@pytest.mark.django_db
+def test_upload_post_answers_303_to_the_batch_result_page(listing: Any) -> None:
+    response = _web_upload(_owner(listing), listing, ("a.jpg", images.jpeg(1)), ("notes.txt", b"hi"))
+    batch = UploadBatch.objects.get()
+    assert response.status_code == 303
+    assert response["Location"] == reverse("search-upload-result", args=[listing.pk, batch.pk])
+    assert batch.job is not None and batch.job.kind == Job.Kind.INGEST
+    assert {o["name"]: o["status"] for o in batch.outcomes} == {"a.jpg": "accepted", "notes.txt": "rejected"}
+
+
+@pytest.mark.django_db
+def test_reloading_the_result_page_creates_nothing_and_still_shows_every_outcome(listing: Any) -> None:
+    client = _owner(listing)
+    url = _web_upload(client, listing, ("a.jpg", images.jpeg(1)), ("notes.txt", b"hi"))["Location"]
+    before = _counts()
+    pages = [client.get(url), client.get(url)]
+    assert _counts() == before == (1, 1, 1)
+    for page in pages:
+        html = page.content.decode()
+        assert page.status_code == 200
+        assert 'class="outcome outcome-accepted" data-name="a.jpg"' in html
+        assert 'class="outcome outcome-rejected" data-name="notes.txt"' in html
+        assert "rejected: unsupported file type" in html
+        assert f'data-job-id="{Job.objects.get().pk}"' in html  # the live progress box of the batch's job
+
+
+@pytest.mark.django_db
+def test_an_upload_with_no_acceptable_file_creates_no_job(listing: Any) -> None:
+    client = _owner(listing)
+    response = _web_upload(client, listing, ("notes.txt", b"hi"), ("empty.jpg", b""))
+    assert response.status_code == 303
+    assert Job.objects.count() == 0 and Photo.objects.count() == 0
+    html = client.get(response["Location"]).content.decode()
+    assert 'data-name="notes.txt"' in html and 'data-name="empty.jpg"' in html
+    assert 'id="no-job"' in html and "job-progress" not in html.split('id="extract-job-template"')[0]
+
+
+@pytest.mark.django_db
+def test_posting_the_same_files_again_creates_no_empty_job(listing: Any) -> None:
+    client = _owner(listing)
+    _web_upload(client, listing, ("a.jpg", images.jpeg(1)))
+    again = _web_upload(client, listing, ("a.jpg", images.jpeg(1)))  # what F5 on a POST response did
+    assert Job.objects.count() == 1 and Photo.objects.count() == 1
+    html = client.get(again["Location"]).content.decode()
+    assert "already in this listing" in html and 'id="no-job"' in html
+
+
+@pytest.mark.django_db
+def test_get_on_the_upload_url_sends_the_browser_to_the_listing(listing: Any) -> None:
+    response = _owner(listing).get(reverse("search-listing-upload", args=[listing.pk]))
+    assert response.status_code == 302
+    assert response["Location"] == reverse("search-listing", args=[listing.pk])
+
+
+@pytest.mark.django_db
+def test_get_on_a_job_cancel_url_shows_the_job_and_cancels_nothing(listing: Any) -> None:
+    client = _owner(listing)
+    _web_upload(client, listing, ("a.jpg", images.jpeg(1)))
+    job = Job.objects.get()
+    response = client.get(reverse("search-job-cancel", args=[job.pk]))
+    assert response.status_code == 302 and response["Location"] == reverse("search-job", args=[job.pk])
+    assert Job.objects.filter(cancel_requested=True).count() == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("role", "status"), [("other_realtor", 404), ("moderator", 200), ("admin_user", 200)]
+)
+def test_the_result_page_opens_to_the_listing_owner_moderators_and_admins_only(
+    request: pytest.FixtureRequest, listing: Any, role: str, status: int
+) -> None:
+    url = _web_upload(_owner(listing), listing, ("a.jpg", images.jpeg(1)))["Location"]
+    client = Client()
+    client.force_login(request.getfixturevalue(role))
+    assert client.get(url).status_code == status
+
+
+@pytest.mark.django_db
+def test_a_result_url_with_another_listings_id_is_not_found(listing: Any) -> None:
+    client = _owner(listing)
+    _web_upload(client, listing, ("a.jpg", images.jpeg(1)))
+    own_other = ListingFactory(owner=listing.owner)
+    batch = UploadBatch.objects.get()
+    assert client.get(reverse("search-upload-result", args=[own_other.pk, batch.pk])).status_code == 404
+
+
+@pytest.mark.django_db
+def test_the_result_page_links_the_extract_job_and_says_when_the_photos_become_searchable(
+    listing: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(jobs.ENQUEUERS, Job.Kind.EXTRACT, lambda job_id: None)
+    client = _owner(listing)
+    url = _web_upload(client, listing, ("a.jpg", images.jpeg(1)))["Location"]
+    assert "they become searchable once extraction finishes" in client.get(url).content.decode()
+    ingest_job = Job.objects.get(kind=Job.Kind.INGEST)
+    ingest.job_ingest_inline(ingest_job.pk)
+    extract = Job.objects.get(kind=Job.Kind.EXTRACT)
+    html = client.get(url).content.decode()
+    assert 'data-state="extracting"' in html and "Searchable once extraction finishes." in html
+    assert f'href="{reverse("search-job", args=[extract.pk])}"' in html
+    jobs.job_finish(extract.pk)
+    html = client.get(url).content.decode()
+    assert 'data-state="now"' in html and "Searchable now" in html
+
+
+@pytest.mark.django_db
+def test_the_ingest_job_counts_every_photo_of_the_batch_copies_included(listing: Any) -> None:
+    data = images.jpeg(1)
+    first = ingest.photo_ingest(listing=listing, uploader=listing.owner, items=[upload("a.jpg", data)])
+    assert first.job is not None
+    ingest.job_ingest_inline(first.job.pk)
+    other = ListingFactory(owner=listing.owner)
+    items = [upload("copy.jpg", data), upload("b.jpg", images.jpeg(2))]
+    second = ingest.photo_ingest(listing=other, uploader=listing.owner, items=items, enqueue=False)
+    assert second.job is not None
+    assert (second.job.done, second.job.total) == (1, 2)  # the byte copy is final at once
+    job = ingest.job_ingest_inline(second.job.pk)
+    assert (job.status, job.done, job.total) == (Job.Status.SUCCEEDED, 2, 2)
+
+
+@pytest.mark.django_db
+def test_the_result_page_says_when_the_queue_was_down_at_upload_time(
+    listing: Any, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+) -> None:
+    def down(job_id: int) -> None:
+        raise ConnectionError("Connection refused")
+
+    client = _owner(listing)
+    monkeypatch.setitem(jobs.ENQUEUERS, Job.Kind.INGEST, down)
+    with django_capture_on_commit_callbacks(execute=True):
+        down_url = _web_upload(client, listing, ("a.jpg", images.jpeg(1)))["Location"]
+    monkeypatch.setitem(jobs.ENQUEUERS, Job.Kind.INGEST, lambda job_id: None)
+    with django_capture_on_commit_callbacks(execute=True):
+        up_url = _web_upload(client, listing, ("b.jpg", images.jpeg(2)))["Location"]
+    assert 'id="queue-unavailable"' in client.get(down_url).content.decode()
+    assert 'id="queue-unavailable"' not in client.get(up_url).content.decode()

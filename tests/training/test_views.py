@@ -144,3 +144,23 @@ def test_index_button_queues_an_index_job_for_a_trained_run(
     job = Job.objects.get(pk=queued[0])
     assert response["Location"] == reverse("search-job", args=[job.pk])
     assert job.params == {"run_id": run.pk, "action": "index"}
+
+
+def test_get_on_the_new_run_url_goes_to_the_start_form_instead_of_a_blank_405(admin: Client) -> None:
+    response = admin.get(reverse("training-run-create"), follow=True)
+    assert response.redirect_chain == [(reverse("training-runs"), 302)]
+    assert 'data-testid="run-start"' in response.content.decode()
+    assert TrainingRun.objects.count() == 0
+
+
+@pytest.mark.parametrize("name", ["training-run-cancel", "training-run-resume", "training-run-index"])
+def test_get_on_a_run_action_url_shows_the_run_and_changes_nothing(
+    admin: Client, photo_dir: Path, name: str
+) -> None:
+    run = _run(photo_dir)
+    response = admin.get(reverse(name, args=[run.pk]))
+    assert response.status_code == 302 and response["Location"] == reverse("training-run", args=[run.pk])
+    assert admin.get(reverse(name, args=[run.pk + 1000])).status_code == 404
+    fresh = TrainingRun.objects.get(pk=run.pk)
+    assert (fresh.status, fresh.updated_at) == (run.status, run.updated_at)
+    assert Job.objects.filter(cancel_requested=True).count() == 0 and Job.objects.count() == 1

@@ -55,7 +55,7 @@ def collection_import(shared: Path, limit: int, extra: Path | None = None) -> tu
 
 def indexes_rebuild() -> None:
     """Rebuild every active encoder's index under the current settings."""
-    from search.services import features, index
+    from search.matching import features, index
 
     for encoder in features.active_encoders():
         index.index_rebuild(encoder)

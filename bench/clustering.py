@@ -24,7 +24,7 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from bench.clustering_data import HIST_HOG, Houses, house_features, load_houses
 from bench.clustering_scale import project, run_scale
-from search.ml.clustering import ClusterConfig, assign_clusters, config_to_dict, fit_clusters
+from search.ml.clusters.pipeline import ClusterConfig, assign_clusters, config_to_dict, fit_clusters
 
 RESULTS = Path(__file__).resolve().parent / "results" / "clustering.json"
 ENCODERS = ("effnet-lite2", "effnet-lite0", HIST_HOG)

@@ -132,7 +132,7 @@ def house_features(name: str, paths: list[Path]) -> tuple[np.ndarray, float]:
     else:
         import torch
 
-        from search.ml.features import load_encoder
+        from search.ml.encoders.registry import load_encoder
 
         torch.set_num_threads(2)
         feats = load_encoder(name, device="cpu").embed_paths(paths, batch_size=16, num_workers=0)

@@ -16,7 +16,7 @@ import numpy as np
 from sklearn.metrics import adjusted_rand_score
 
 from bench.clustering_data import synthetic_features
-from search.ml.clustering import ClusterConfig, ClusterModel, assign_clusters, fit_clusters
+from search.ml.clusters.pipeline import ClusterConfig, ClusterModel, assign_clusters, fit_clusters
 
 DIM = 1280  # EfficientNet-Lite feature size
 NEW = 1_000
@@ -91,7 +91,7 @@ def _empty_cache_fit() -> float:
     """Wall seconds of a 2k fit in a fresh process with an empty numba cache (first run after install)."""
     code = (
         "import time;t=time.perf_counter();from bench.clustering_data import synthetic_features;"
-        "from search.ml.clustering import ClusterConfig,fit_clusters;"
+        "from search.ml.clusters.pipeline import ClusterConfig,fit_clusters;"
         "fit_clusters(synthetic_features(2000,1280,seed=1)[0],ClusterConfig());print(time.perf_counter()-t)"
     )
     with tempfile.TemporaryDirectory() as tmp:
@@ -109,7 +109,7 @@ def _cold_assign(model: ClusterModel, new: np.ndarray) -> dict[str, float]:
         np.save(Path(tmp) / "new.npy", new)
         code = (
             "import time,json;t=time.perf_counter();import numpy as np;"
-            "from search.ml.clustering import ClusterModel,assign_clusters;i=time.perf_counter()-t;"
+            "from search.ml.clusters.pipeline import ClusterModel,assign_clusters;i=time.perf_counter()-t;"
             f"m=ClusterModel.load('{tmp}/model.npz');l=time.perf_counter()-t-i;x=np.load('{tmp}/new.npy');"
             "s=time.perf_counter();c=time.process_time();assign_clusters(m,x);a=time.perf_counter()-s;"
             "ac=time.process_time()-c;s=time.perf_counter();c=time.process_time();assign_clusters(m,x);"

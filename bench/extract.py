@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from search.ml.features import ExtractTimings, load_encoder
-from search.ml.image_loading import Preprocess, image_to_uint8, open_rgb
+from search.ml.encoders.registry import ExtractTimings, load_encoder
+from search.ml.images.loading import Preprocess, image_to_uint8, open_rgb
 from tests.shared_data import shared_data_dir
 
 RESULTS = Path(__file__).resolve().parent / "results" / "extract.json"

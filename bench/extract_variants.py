@@ -26,9 +26,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from bench.extract import houses_photos
-from search.ml.encoder_base import pool_features
-from search.ml.encoders import EncoderOptions, build_effnet
-from search.ml.image_loading import open_rgb
+from search.ml.encoders.base import pool_features
+from search.ml.encoders.builtin import EncoderOptions, build_effnet
+from search.ml.images.loading import open_rgb
 from tests.shared_data import shared_data_dir
 
 Transform = Callable[[Image.Image, np.random.Generator], Image.Image]

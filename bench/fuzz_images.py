@@ -5,7 +5,7 @@ python -m bench.fuzz_images [--n 10000] [--seed 0] [--real 16] [--overhead 200]
 The corpus is tests/malformed.py (the CI test runs its first 2 000 files): mutations of generated and
 real photos (truncations, bit flips, byte-range shuffles, wrong and huge header dimensions, polyglots)
 and crafted files (lying magic bytes, name/content mismatches, pixel and frame bombs). Every file goes
-through search.ml.safe_decode.normalise_isolated with the default limits (1024 MB, 20 s), as a worker
+through search.ml.images.safe_decode.normalise_isolated with the default limits (1024 MB, 20 s), as a worker
 does. Counts per mutation kind: processed / rejected by reason class / decoder crashed / timed out /
 out of memory / escaped (any other exception: a bug). Writes bench/results/fuzz_images.json.
 """
@@ -21,8 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from search.ml.normalise import ImageLimits, ImageRejected, normalise
-from search.ml.safe_decode import ChildLimits, DecodeAborted, DecoderProcess, normalise_isolated
+from search.ml.images.normalise import ImageLimits, ImageRejected, normalise
+from search.ml.images.safe_decode import ChildLimits, DecodeAborted, DecoderProcess, normalise_isolated
 from tests import images, malformed
 from tests.shared_data import shared_data_dir
 

@@ -148,14 +148,14 @@ def memory_per_batch(cfg: GanConfig, batch_sizes: list[int], device: torch.devic
 def effnet_features() -> tuple[str, FeatureFn]:
     """EfficientNet-Lite0 features for FD-Lite: search.ml's encoder if present, else the package directly."""
     try:
-        from search.ml.features import load_encoder
+        from search.ml.encoders.registry import load_encoder
 
         enc = load_encoder("effnet-lite0", device="cpu")
 
         def via_search(x: torch.Tensor) -> np.ndarray:
             return enc.embed_images([Image.fromarray(a) for a in tensor_to_uint8(x)])
 
-        return "search.ml.features effnet-lite0 (L2-normalised, 1280-d)", via_search
+        return "search.ml.encoders.registry effnet-lite0 (L2-normalised, 1280-d)", via_search
     except ImportError:
         return "efficientnet_lite_pytorch lite0 (pooled, 1280-d)", _raw_effnet()
 

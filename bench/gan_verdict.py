@@ -5,7 +5,7 @@ python -m bench.gan_verdict [--checkpoint PATH | --train-minutes 20] [--seed 0] 
 Without --checkpoint a GAN run (preset cpu-smoke, 4 -> 32 px) is first trained on ../shared/data/houses for
 --train-minutes of process CPU time (capped at 1.5x that in wall time); its checkpoint stays under
 bench/results/. The encoder is built from the checkpoint as the app builds it for indexing
-(training.gan_encoder). Measures, on embeddings only (cosine; no hashes, SIFT or calibrated levels):
+(training.ml.encoder_adapter). Measures, on embeddings only (cosine; no hashes, SIFT or calibrated levels):
   - near-duplicate recall@1 (and @30) of edited copies: bench.near_duplicates' test split and edits;
   - same-room recall@5 per room: multiview photos mixed into the 800 listing photos (bench.same_room);
   - room-type ARI of bench.clustering's default pipeline (PCA 50 -> UMAP 5-D -> HDBSCAN), 3 seeds.
@@ -37,8 +37,8 @@ from bench.match_levels_common import MACHINE, RESULTS, PhotoRecord, duplicate_g
 from bench.near_duplicates import _loader, house_paths, make_splits
 from bench.near_duplicates import parse_args as nd_parse_args
 from bench.same_room import multiview_photos
-from search.ml.hashing import dhash, phash, pixel_sha256
-from search.ml.localmatch import LocalFeatures
+from search.ml.images.hashing import dhash, phash, pixel_sha256
+from search.ml.match.local import LocalFeatures
 from training.ml import CheckpointError, list_images
 
 LITE0, GAN, CONCAT, STEP0 = "effnet-lite0", "gan", "concat(lite0+gan)", "gan-step0 (control)"
@@ -66,7 +66,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _encoders(checkpoint: Path, control: bool) -> list[EncoderSpec]:
-    from search.ml.features import load_encoder
+    from search.ml.encoders.registry import load_encoder
 
     lite0 = load_encoder(LITE0, device="cpu")
 

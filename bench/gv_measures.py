@@ -18,7 +18,7 @@ import numpy as np
 from bench.clustering import knn_purity, quality
 from bench.clustering_data import Houses
 from bench.near_duplicates import Query
-from search.ml.clustering import ClusterConfig, fit_clusters
+from search.ml.clusters.pipeline import ClusterConfig, fit_clusters
 
 
 def near_dup_recall(

@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from training.gan_encoder import GanSearchEncoder, build_gan_encoder
 from training.ml import (
     GanConfig,
     GanEncoder,
@@ -21,6 +20,7 @@ from training.ml import (
     preset,
     train,
 )
+from training.ml.encoder_adapter import GanSearchEncoder, build_gan_encoder
 from training.ml.gan import build_models
 
 # A wall-clock cap on top of the CPU budget, so a heavily shared machine cannot stretch the run unboundedly.
@@ -120,7 +120,7 @@ def describe_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def gan_encoder(path: Path) -> GanSearchEncoder:
-    """The checkpoint's encoder as the app builds it for indexing (training.gan_encoder, CPU)."""
+    """The checkpoint's encoder as the app builds it for indexing (training.ml.encoder_adapter, CPU)."""
     return build_gan_encoder("gan-verdict", path, torch.device("cpu"))
 
 

@@ -2,7 +2,7 @@
 
 python -m bench.index_scale [--sizes 10000,100000] [--dim 256] [--queries 200] [--merge]
 
-For every size it measures exact flat and HNSW through ``search.ml.index.VectorIndex`` AND a bare FAISS
+For every size it measures exact flat and HNSW through ``search.ml.index.vector.VectorIndex`` AND a bare FAISS
 index of the same kind and parameters (target: wrapper <= 1.5x bare latency), plus bare IVF-PQ as the
 memory-lean alternative. Recall@10 is against exact search. Vectors are synthetic, L2-normalised and
 clustered (many small groups, like the photos of one listing). Times are recorded twice: wall clock and CPU

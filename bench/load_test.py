@@ -106,7 +106,8 @@ def seed(houses: Path, photos: int, into: Path) -> tuple[list[str], float]:
 
 def realtors_create(count: int) -> list[dict[str, Any]]:
     """One realtor account with two listings per simulated user."""
-    from search.services import accounts, listings
+    from flatsite.core import accounts
+    from search.listings import services as listings
 
     accounts.roles_setup()
     out = []

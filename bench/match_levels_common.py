@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from search.ml.hashing import dhash, hamming, phash, pixel_sha256
-from search.ml.localmatch import LocalConfig, LocalFeatures, Verification, extract_local, verify
-from search.ml.matching import Candidate, LevelThresholds
+from search.ml.images.hashing import dhash, hamming, phash, pixel_sha256
+from search.ml.match.levels import Candidate, LevelThresholds
+from search.ml.match.local import LocalConfig, LocalFeatures, Verification, extract_local, verify
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CACHE = RESULTS / "cache"
@@ -80,7 +80,7 @@ def load_encoder_cpu() -> Callable[[list[Image.Image]], np.ndarray]:
     """The product's default encoder on CPU, as a batch function."""
     import torch
 
-    from search.ml.features import load_encoder
+    from search.ml.encoders.registry import load_encoder
 
     torch.set_num_threads(1)
     encoder = load_encoder(ENCODER, device="cpu")
@@ -208,7 +208,7 @@ class Collection:
 
 def classify_rows(rows: Sequence[CandidateRow], t: LevelThresholds) -> list[tuple[CandidateRow, object]]:
     """(row, Match or None) with only the first t.verify_top_k rows keeping their verification."""
-    from search.ml.matching import classify
+    from search.ml.match.levels import classify
 
     out = []
     for row in rows:

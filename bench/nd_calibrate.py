@@ -11,7 +11,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from bench.match_levels_common import CandidateRow
-from search.ml.matching import Level, LevelThresholds, classify, rank_matches
+from search.ml.match.levels import Level, LevelThresholds, classify, rank_matches
 
 TARGET_PRECISION = 0.995  # calibration aims above the 0.99 target so the test split keeps a margin
 GRID = {

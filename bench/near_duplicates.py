@@ -39,8 +39,8 @@ from bench.match_levels_common import (
     duplicate_groups,
     load_rows,
 )
-from search.ml.localmatch import LocalConfig
-from search.ml.matching import LevelThresholds
+from search.ml.match.levels import LevelThresholds
+from search.ml.match.local import LocalConfig
 
 CFG = LocalConfig()
 

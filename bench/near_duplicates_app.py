@@ -46,7 +46,7 @@ def _copies() -> dict[int, set[int]]:
 
 
 def _run(queries: list[tuple[int, str, Path]], groups: dict[int, set[int]]) -> dict[str, Any]:
-    from search.selectors_search import image_search, query_from_file
+    from search.matching.engine import image_search, query_from_file
 
     per_kind: dict[str, list[tuple[bool, bool]]] = defaultdict(list)
     strong = [0, 0]
@@ -78,7 +78,7 @@ def _mean(rows: list[tuple[bool, bool]], col: int) -> float:
 def _queries(sources: list[Any], seed: int, into: Path) -> list[tuple[int, str, Path]]:
     from PIL import Image
 
-    from search import storage
+    from flatsite.core import storage
 
     out = []
     for photo in sources:

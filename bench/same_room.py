@@ -37,8 +37,8 @@ from bench.match_levels_common import (
     load_rows,
 )
 from bench.near_duplicates import CFG, _loader, config_tag, house_paths, verify_tag
-from search.ml.matching import Level, LevelThresholds, Match, classify, rank_matches
-from search.ml.rerank import rerank_similar
+from search.ml.match.levels import Level, LevelThresholds, Match, classify, rank_matches
+from search.ml.match.rerank import rerank_similar
 
 
 def multiview_photos(data_dir: Path) -> list[tuple[Path, str]]:
@@ -170,7 +170,7 @@ def rerank_report(
     keys: dict[str, int],
     t: LevelThresholds,
 ) -> dict[str, Any]:
-    """The matcher with the similar level re-ranked (search.ml.rerank), its sensitivity and CPU cost."""
+    """The matcher with the similar level re-ranked (search.ml.match.rerank), its sensitivity and CPU cost."""
     lite2, lite2_cpu_s = sr_rerank.lite2_embeddings(f"{len(items)}", items)
     reranker = sr_rerank.Reranker(collection, lite2, n_listing, t)
     reranker.set_queries(rows, keys)

@@ -55,8 +55,8 @@ def _rank_recall(ranked: dict[int, list[int]], room_of: dict[int, str]) -> float
 
 def _uploaded(photo: Any) -> Any:
     """The photo's stored JPEG sent as an upload (its own features recomputed), itself left out."""
-    from search import storage
-    from search.selectors_search import query_from_file, query_from_photo
+    from flatsite.core import storage
+    from search.matching.engine import query_from_file, query_from_photo
 
     own = query_from_photo(photo)
     path = storage.media_path(photo.stored.image_path)
@@ -65,7 +65,7 @@ def _uploaded(photo: Any) -> Any:
 
 
 def _app_run(photos: list[Any], room_of: dict[int, str], *, uploaded: bool = False) -> dict[str, Any]:
-    from search.selectors_search import image_search, query_from_photo
+    from search.matching.engine import image_search, query_from_photo
 
     ranked: dict[int, list[int]] = {}
     same_room = [0, 0]
@@ -90,7 +90,7 @@ def _app_run(photos: list[Any], room_of: dict[int, str], *, uploaded: bool = Fal
 def _peer(photos: list[Any], room_of: dict[int, str]) -> dict[str, Any]:
     from django.conf import settings
 
-    from search.selectors import features_matrix
+    from search.listings.selectors import features_matrix
 
     ids, vectors = features_matrix(settings.FLATSITE_SEARCH_ENCODER)
     row = {int(pid): i for i, pid in enumerate(ids.tolist())}

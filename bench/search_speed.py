@@ -103,8 +103,8 @@ def main() -> None:
     from django.core.management import call_command
     from django.test import Client
 
+    from flatsite.core import accounts
     from search.models import Photo, PhotoMatch
-    from search.services import accounts
 
     folder = _subset(shared / "houses", args.limit, work / "houses", args.variants)
     started = time.perf_counter()

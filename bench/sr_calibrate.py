@@ -14,7 +14,7 @@ import numpy as np
 
 from bench.match_levels_common import CACHE, CandidateRow, Collection, PhotoRecord, Progress, load_rows
 from bench.near_duplicates import CFG, house_halves, verify_tag
-from search.ml.matching import LevelThresholds
+from search.ml.match.levels import LevelThresholds
 
 # Ratio / coverage pairs tried; for each, min inliers is set above every unrelated-listing pair seen.
 RATIO_COVERAGE = [(r, c) for r in (0.2, 0.3, 0.4, 0.5) for c in (0.05, 0.1, 0.15, 0.2)]
@@ -147,7 +147,7 @@ def print_report(report: dict[str, Any]) -> None:
     rr = report.get("rerank")
     if rr is not None:
         print(
-            f"re-ranked similar level (search.ml.rerank): recall@5 {rr['recall@5']:.3f}  "
+            f"re-ranked similar level (search.ml.match.rerank): recall@5 {rr['recall@5']:.3f}  "
             f"ScanNet {rr['recall@5_scannet']:.3f}  same-room precision "
             f"{rr['level_precision']['same_room']['precision']:.3f}  CPU: re-score 30 "
             f"{rr['cpu_ms_rescore_30']:.2f} ms, Lite2 query embedding "

@@ -10,8 +10,8 @@ import numpy as np
 from PIL import Image
 
 from bench.match_levels_common import CACHE, CandidateRow, Collection, Progress
-from search.ml.matching import LevelThresholds
-from search.ml.rerank import CentringMeans, combined_similarity, hub_score, rerank_scores
+from search.ml.match.levels import LevelThresholds
+from search.ml.match.rerank import CentringMeans, combined_similarity, hub_score, rerank_scores
 
 LITE2 = "effnet-lite2"
 
@@ -22,7 +22,7 @@ def lite2_embeddings(
     """(N, D) Lite2 embeddings (cached per name) and the mean CPU seconds of one single-photo embedding."""
     import torch
 
-    from search.ml.features import load_encoder
+    from search.ml.encoders.registry import load_encoder
 
     path = CACHE / f"sr_lite2_{name}.npz"
     keys = np.array([k for k, _ in items])

@@ -145,7 +145,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "search.context_processors.role_flags",
+                "flatsite.core.context_processors.role_flags",
             ],
         },
     }
@@ -172,7 +172,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "search-home"
+LOGIN_REDIRECT_URL = "listings:home"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"
@@ -234,7 +234,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "search.api.exception_handler",
+    "EXCEPTION_HANDLER": "search.matching.api.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "flatsite API",
@@ -248,7 +248,7 @@ FLATSITE_MAX_FILES_PER_UPLOAD = env_int("FLATSITE_MAX_FILES_PER_UPLOAD", 500)
 FLATSITE_MAX_PIXELS = env_int("FLATSITE_MAX_PIXELS", 50_000_000)
 FLATSITE_MAX_ZIP_BYTES = env_int("FLATSITE_MAX_ZIP_BYTES", 500 * 1024 * 1024)
 # Uploaded images are decoded in a child process capped at this much memory (MB on top of the loaded
-# libraries) and wall time, so a hostile file fails alone (search.ml.safe_decode).
+# libraries) and wall time, so a hostile file fails alone (search.ml.images.safe_decode).
 FLATSITE_DECODE_IN_CHILD = env_bool("FLATSITE_DECODE_IN_CHILD", True)
 FLATSITE_DECODE_MEMORY_MB = env_int("FLATSITE_DECODE_MEMORY_MB", 1024)
 FLATSITE_DECODE_TIMEOUT_S = env_float("FLATSITE_DECODE_TIMEOUT_S", 20)
@@ -259,9 +259,9 @@ FLATSITE_SEARCH_MIRROR_QUERY = env_bool("FLATSITE_SEARCH_MIRROR_QUERY", False)
 # SIFT is scale-invariant and its time grows with the pixels: 480 takes ~30 % less, and every edited copy
 # is still found (bench/README.md, "Through the app").
 FLATSITE_SEARCH_QUERY_SIFT_SIDE = env_int("FLATSITE_SEARCH_QUERY_SIFT_SIDE", 480)
-# Search admission (search.admission): searches running at once per web process (0: one per two usable
-# cores, as one search runs its stages on two threads), how many more may wait, and for how long, before
-# the answer is 503 "busy" with Retry-After.
+# Search admission (search.matching.admission): searches running at once per web process (0: one
+# per two usable cores, as one search runs its stages on two threads), how many more may wait, and for
+# how long, before the answer is 503 "busy" with Retry-After.
 FLATSITE_SEARCH_SLOTS = env_int("FLATSITE_SEARCH_SLOTS", 0)
 FLATSITE_SEARCH_QUEUE = env_int("FLATSITE_SEARCH_QUEUE", 32)
 FLATSITE_SEARCH_MAX_WAIT_S = env_float("FLATSITE_SEARCH_MAX_WAIT_S", 10)
@@ -270,12 +270,12 @@ FLATSITE_SEARCH_MAX_WAIT_S = env_float("FLATSITE_SEARCH_MAX_WAIT_S", 10)
 FLATSITE_SEARCH_ENCODER = env_str("FLATSITE_SEARCH_ENCODER", "effnet-lite0")
 FLATSITE_CLUSTER_ENCODER = env_str("FLATSITE_CLUSTER_ENCODER", "effnet-lite2")
 # Index vectors are centred on the collection mean once a collection has this many photos (0: never); the
-# mean is recomputed from the database whenever the collection has doubled since (search/services/index.py).
+# mean is recomputed from the database whenever the collection has doubled since (search/matching/index.py).
 FLATSITE_INDEX_CENTRE_MIN = env_int("FLATSITE_INDEX_CENTRE_MIN", 50)
-# Encoder whose centred cosine is blended into the similar-look re-ranking (search.ml.rerank); "" turns
+# Encoder whose centred cosine is blended into the similar-look re-ranking (search.ml.match.rerank); "" turns
 # the re-ranking off. It must be an active encoder (the clustering one by default), so it has an index.
 FLATSITE_RERANK_ENCODER = env_str("FLATSITE_RERANK_ENCODER", "effnet-lite2")
-# Match-level thresholds: empty means the calibrated defaults of search.ml.matching.LevelThresholds
+# Match-level thresholds: empty means the calibrated defaults of search.ml.match.levels.LevelThresholds
 # (see bench/README.md); a JSON object here overrides single values.
 FLATSITE_MATCH_THRESHOLDS = env_json("FLATSITE_MATCH_THRESHOLDS")
 # True when GPU workers listen on the "gpu" queue; extraction and training are then routed there.
@@ -299,7 +299,7 @@ FLATSITE_WORKER_NICE = env_int("FLATSITE_WORKER_NICE", 10)
 FLATSITE_EVAL_SAMPLE = env_int("FLATSITE_EVAL_SAMPLE", 200)
 FLATSITE_JOB_HEARTBEAT_TIMEOUT = env_int("FLATSITE_JOB_HEARTBEAT_TIMEOUT", 120)
 FLATSITE_JOB_MAX_ATTEMPTS = env_int("FLATSITE_JOB_MAX_ATTEMPTS", 3)
-# Fault injection for the fault-tolerance tests only (see search/faults.py); unset in production.
+# Fault injection for the fault-tolerance tests only (see flatsite/core/faults.py); unset in production.
 FLATSITE_TEST_FAULTS = env_str("FLATSITE_TEST_FAULTS", "")
 DATA_UPLOAD_MAX_NUMBER_FILES = FLATSITE_MAX_FILES_PER_UPLOAD
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024

@@ -10,9 +10,13 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", LogoutPage.as_view(), name="logout"),
     path("django-admin/", admin.site.urls),
-    path("api/", include("search.api_urls")),
+    path("api/", include("search.matching.api_urls")),
     path("training/", include("training.urls")),
-    path("", include("search.urls")),
+    path("clusters/", include("search.clusters.urls")),
+    path("operations/", include("search.ops.urls")),
+    path("jobs/", include("flatsite.jobs.urls")),
+    path("", include("search.matching.urls")),
+    path("", include("search.listings.urls")),
 ]
 
 # Styled pages for people, the API's JSON error shape under /api/ (flatsite/errors.py).

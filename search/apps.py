@@ -6,11 +6,10 @@ class SearchConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # Registers the job enqueuers (jobs.ENQUEUERS) in every process (web too), not only in workers.
         # One FAISS thread per process: web and worker processes already run side by side, and
         # OpenMP threads fighting over the same cores made single queries ~10x slower (bench/README.md).
         # Torch likewise: concurrent requests and the worker already fill the cores, so extra intra-op
-        # threads only add contention. Training runs pick their own count (training/runner.py).
+        # threads only add contention. Training runs pick their own count (training/job.py).
         # BLAS and OpenCV likewise: OpenBLAS's spinning threads on the small SIFT matching products cost
         # a third of a search's CPU time (~110 of ~310 ms) for no shorter wall time (bench/README.md).
         import cv2
@@ -19,7 +18,10 @@ class SearchConfig(AppConfig):
         from django.conf import settings
         from threadpoolctl import threadpool_limits
 
-        from search import tasks, tasks_clusters, tasks_ops  # noqa: F401
+        # Registers every Celery task of the app (and the job enqueuers) in every process, web too.
+        from search.clusters import tasks as clusters_tasks  # noqa: F401
+        from search.listings import tasks as listings_tasks  # noqa: F401
+        from search.ops import tasks as ops_tasks  # noqa: F401
 
         faiss.omp_set_num_threads(settings.FLATSITE_FAISS_THREADS)
         torch.set_num_threads(settings.FLATSITE_TORCH_THREADS or 1)

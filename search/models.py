@@ -305,4 +305,4 @@ class PhotoMatch(models.Model):
         return f"{self.level} match #{self.photo_a_id} ~ #{self.photo_b_id}"
 
 
-from search.models_clusters import *  # noqa: E402,F403
+from search.clusters.models import *  # noqa: E402,F403

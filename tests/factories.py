@@ -8,8 +8,8 @@ import factory
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
+from flatsite.core import accounts
 from search.models import Listing
-from search.services import accounts
 
 
 class UserFactory(factory.django.DjangoModelFactory):

@@ -14,7 +14,7 @@ class TrainingConfig(AppConfig):
 
     def ready(self) -> None:
         # Registers the training enqueuer in every process (web too), not only in Celery workers.
-        from search.services import evaluation
+        from search.ops import evaluation
         from training import tasks  # noqa: F401
 
         # Lets any worker build a run's GAN encoder by name (evaluation jobs run in other processes).

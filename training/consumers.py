@@ -7,8 +7,8 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from search import events as job_events
-from search import roles
+from flatsite.core import roles
+from flatsite.jobs import events as job_events
 from training import events, selectors
 
 

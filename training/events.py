@@ -8,7 +8,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
-from search import events as job_events
+from flatsite.jobs import events as job_events
 from training import selectors
 from training.models import TrainingRun
 

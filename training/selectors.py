@@ -8,7 +8,7 @@ from typing import Any
 from django.db.models import QuerySet
 from django.urls import reverse
 
-from search import roles, storage
+from flatsite.core import roles, storage
 from search.models import Job, Photo
 from training.ml import list_images
 from training.models import TrainingMetric, TrainingRun, TrainingSample
@@ -71,7 +71,7 @@ def run_fd_history(run: TrainingRun) -> dict[str, list[Any]]:
 
 def sample_url(sample: TrainingSample) -> str:
     """URL of a sample grid PNG (served to admins only)."""
-    return reverse("training-sample", kwargs={"run_id": sample.run_id, "step": sample.step})
+    return reverse("training:sample", kwargs={"run_id": sample.run_id, "step": sample.step})
 
 
 def run_samples(run: TrainingRun) -> list[dict[str, Any]]:

@@ -12,14 +12,14 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from search import storage
-from search.ml.features import list_encoders, register_encoder
+from flatsite.core import storage
+from flatsite.jobs import services as jobs
+from search.ml.encoders.registry import list_encoders, register_encoder
 from search.models import Job
-from search.services import jobs
 from training import artifacts, events, presets, selectors
-from training.gan_encoder import build_gan_encoder
 from training.ml import config_from_dict, config_to_dict, total_steps
 from training.ml.checkpoint import checkpoint_name, list_checkpoints
+from training.ml.encoder_adapter import build_gan_encoder
 from training.models import TrainingMetric, TrainingRun, TrainingSample
 
 log = logging.getLogger(__name__)

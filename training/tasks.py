@@ -5,8 +5,8 @@ from __future__ import annotations
 from celery import shared_task
 from django.conf import settings
 
+from flatsite.jobs import services as jobs
 from search.models import Job
-from search.services import jobs
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
@@ -14,7 +14,7 @@ def training_job_run(job_id: int) -> None:
     """Train a run (from its latest checkpoint, so a redelivered job resumes) or index with its encoder."""
     if jobs.job_claim(job_id) is None:
         return
-    from training import runner  # torch and the GAN load only in processes that train
+    from training import job as runner  # torch and the GAN load only in processes that train
 
     runner.job_run(job_id, worker=True)  # worker: thread limit, no DataLoader processes in a daemon
 

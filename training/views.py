@@ -22,7 +22,7 @@ from django.http import (
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from search import roles, storage
+from flatsite.core import roles, storage
 from training import events, presets, selectors, services
 from training.forms import RunResumeForm, RunStartForm
 from training.models import TrainingRun
@@ -59,7 +59,7 @@ def _get_shows_run(view: View) -> View:
     @wraps(view)
     def wrapped(request: HttpRequest, run_id: int) -> HttpResponseBase:
         if request.method == "GET":
-            return redirect("training-run", run_id=_run_or_404(run_id).pk)
+            return redirect("training:run", run_id=_run_or_404(run_id).pk)
         return view(request, run_id)
 
     return wrapped
@@ -77,7 +77,7 @@ def run_list(request: HttpRequest) -> HttpResponse:
 def run_create(request: HttpRequest) -> HttpResponse:
     """Start a run from a preset on the stored photos; a GET (a reopened URL) goes to the form."""
     if request.method == "GET":  # the start form lives on the run list
-        return redirect("training-runs")
+        return redirect("training:runs")
     form = RunStartForm(request.POST)
     if form.is_valid():
         data = form.cleaned_data
@@ -90,7 +90,7 @@ def run_create(request: HttpRequest) -> HttpResponse:
             form.add_error(None, _errors(exc))
         else:
             messages.success(request, f"Training run #{run.pk} queued.")
-            return redirect("training-run", run_id=run.pk)
+            return redirect("training:run", run_id=run.pk)
     context = {"runs": selectors.runs_list()[:200], "form": form, "gpu_queue": settings.FLATSITE_GPU_QUEUE}
     return render(request, "training/run_list.html", context, status=400)
 
@@ -122,7 +122,7 @@ def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
     """Stop a run; its worker writes a checkpoint first."""
     run = services.run_cancel(_run_or_404(run_id).pk)
     messages.info(request, f"Cancel requested for run #{run.pk}; it stops after writing a checkpoint.")
-    return redirect("training-run", run_id=run.pk)
+    return redirect("training:run", run_id=run.pk)
 
 
 @admin_only
@@ -134,14 +134,14 @@ def run_resume(request: HttpRequest, run_id: int) -> HttpResponse:
     form = RunResumeForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Steps must be a whole number of at least 1.")
-        return redirect("training-run", run_id=run.pk)
+        return redirect("training:run", run_id=run.pk)
     try:
         run = services.run_resume(run.pk, user=request.user, steps=form.cleaned_data["steps"])
     except ValidationError as exc:
         messages.error(request, _errors(exc))
     else:
         messages.success(request, f"Run #{run.pk} resumes from step {run.checkpoint_step}.")
-    return redirect("training-run", run_id=run.pk)
+    return redirect("training:run", run_id=run.pk)
 
 
 @admin_only
@@ -154,9 +154,9 @@ def run_index(request: HttpRequest, run_id: int) -> HttpResponse:
         job = services.run_index_start(run.pk, user=request.user)
     except ValidationError as exc:
         messages.error(request, _errors(exc))
-        return redirect("training-run", run_id=run.pk)
+        return redirect("training:run", run_id=run.pk)
     messages.success(request, f"Indexing with the encoder of run #{run.pk} queued.")
-    return redirect("search-job", job_id=job.pk)
+    return redirect("jobs:detail", job_id=job.pk)
 
 
 @admin_only

@@ -22,7 +22,7 @@ from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import adjusted_rand_score
 
-from search.ml.edits import EDITS, apply_edit
+from search.ml.images.edits import EDITS, apply_edit
 
 EmbedFn = Callable[[list[Image.Image]], np.ndarray]  # images -> (N, D) float32, unit rows
 StepFn = Callable[[int, int], None]  # (done, total) embedded images

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
+from flatsite.core import accounts
+from search.clusters import actions
 from search.models import Cluster, ClusteringRun, Job, Listing, Membership
-from search.services import accounts
-from search.services import cluster_actions as actions
 from tests.browser.conftest import chromium_page
 from tests.processes import ROOT
-from tests.search.cluster_fixtures import blob_photos, run_inline
+from tests.search.clusters.fixtures import blob_photos, run_inline
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.timeout(300)]
 

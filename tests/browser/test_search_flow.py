@@ -15,8 +15,11 @@ import pytest
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from PIL import Image, ImageDraw
 
+from flatsite.core import accounts
+from search import pipeline
+from search.listings import ingest
+from search.matching import features
 from search.models import Photo
-from search.services import accounts, features, ingest
 from tests import images
 from tests.browser.conftest import chromium_page
 from tests.conftest import upload
@@ -64,7 +67,7 @@ def _collection(owner: Any) -> dict[str, Any]:
         items = [upload(name, data) for name, data in photos.items()]
         result = ingest.photo_ingest(listing=listing, uploader=owner, items=items, enqueue=False)
         assert result.job is not None
-        ingest.job_ingest_inline(result.job.pk)
+        pipeline.ingest_inline(result.job.pk)
         listings.append(listing)
     features.extract_inline()
     target = Photo.objects.filter(listing=listings[1]).order_by("pk")[1]
@@ -74,7 +77,7 @@ def _collection(owner: Any) -> dict[str, Any]:
 
 def _edited_copy(photo: Photo) -> bytes:
     """Crop about 17 %, stamp a text watermark, re-encode as JPEG: what a copying agent re-posts."""
-    from search import storage
+    from flatsite.core import storage
 
     with Image.open(storage.media_path(photo.image_path)) as img:
         w, h = img.size

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
+from flatsite.core import accounts
 from search.models import Job
-from search.services import accounts
 from tests.browser.conftest import chromium_page
 from tests.factories import ListingFactory
 from tests.processes import ROOT

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
+from flatsite.core import accounts
 from search.models import Job, Listing, Photo, UploadBatch
-from search.services import accounts
 from tests import images
 from tests.browser.conftest import chromium_page
 from tests.processes import ROOT

@@ -17,12 +17,12 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, resolve, reverse
 from rest_framework.authtoken.models import Token
 
+from search.listings import ingest
 from search.models import Job, Photo
-from search.services import ingest
 from tests import images
 from tests.conftest import upload
 from tests.factories import ListingFactory
-from tests.search.cluster_fixtures import fake_run
+from tests.search.clusters.fixtures import fake_run
 from training import services as training_services
 
 pytestmark = pytest.mark.django_db
@@ -121,9 +121,9 @@ def test_state_changing_views_do_change_state_with_a_token(admin_user: Any) -> N
     # The 403s above are CSRF refusals, not views that refuse POST anyway: with the token it works.
     client = Client(enforce_csrf_checks=True)
     client.force_login(admin_user)
-    client.get(reverse("search-listing-create"))
+    client.get(reverse("listings:create"))
     token = client.cookies["csrftoken"].value
-    response = client.post(reverse("search-listing-create"), {"title": "Flat", "csrfmiddlewaretoken": token})
+    response = client.post(reverse("listings:create"), {"title": "Flat", "csrfmiddlewaretoken": token})
     assert response.status_code == 302
 
 

@@ -21,7 +21,7 @@ def test_an_unknown_page_is_a_styled_404_that_lists_no_url_patterns(client: Clie
     body = response.content.decode()
     assert 'data-testid="error-page"' in body
     assert "Page not found" in body
-    assert "URLconf" not in body and "search-home" not in body
+    assert "URLconf" not in body and "listings:home" not in body
 
 
 def test_an_unknown_api_path_answers_the_json_error_shape(client: Client, realtor: Any) -> None:

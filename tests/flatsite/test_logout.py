@@ -18,7 +18,7 @@ def test_get_on_logout_shows_a_log_out_button_and_keeps_the_user_logged_in(realt
     html = response.content.decode()
     assert response.status_code == 200
     assert f'action="{reverse("logout")}"' in html and 'method="post"' in html and ">Log out</button>" in html
-    assert client.get(reverse("search-home")).status_code == 200  # a GET alone logged nobody out
+    assert client.get(reverse("listings:home")).status_code == 200  # a GET alone logged nobody out
 
 
 def test_the_log_out_button_logs_out_and_goes_to_the_login_page(realtor: Any) -> None:
@@ -28,7 +28,7 @@ def test_the_log_out_button_logs_out_and_goes_to_the_login_page(realtor: Any) ->
     token = page.context["csrf_token"]
     response = client.post(reverse("logout"), {"csrfmiddlewaretoken": str(token)})
     assert response.status_code == 302 and response["Location"] == reverse("login")
-    assert client.get(reverse("search-home")).status_code == 302  # logged out: sent to the login page
+    assert client.get(reverse("listings:home")).status_code == 302  # logged out: sent to the login page
 
 
 def test_get_on_logout_when_logged_out_goes_to_the_login_page() -> None:

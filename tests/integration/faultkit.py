@@ -13,8 +13,8 @@ from typing import Any
 import redis
 from django.db import connection
 
+from flatsite.jobs import services as jobs
 from search.models import Job, Photo
-from search.services import jobs
 from tests import images
 
 PROCESSED_OR_INDEXED = {Photo.Status.PROCESSED, Photo.Status.INDEXED}

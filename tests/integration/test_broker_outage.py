@@ -16,8 +16,9 @@ from django.urls import reverse
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from flatsite.jobs import services as jobs
+from search.listings import ingest
 from search.models import Job, Photo
-from search.services import ingest, jobs
 from tests import processes
 from tests.factories import ListingFactory, UserFactory
 from tests.integration import faultkit
@@ -75,7 +76,7 @@ def _web_uploads_while_down(listing: Any) -> list[int]:
     page = Client()
     page.force_login(listing.owner)
     files = [SimpleUploadedFile(n, d, content_type="image/jpeg") for n, d in _batch(60_000)]
-    html = page.post(reverse("search-listing-upload", args=[listing.pk]), {"files": files}, follow=True)
+    html = page.post(reverse("listings:upload", args=[listing.pk]), {"files": files}, follow=True)
     assert html.status_code == 200
     text = html.content.decode()
     assert 'id="queue-unavailable"' in text and "your photos are saved" in text

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from django.conf import settings
 
+from flatsite.jobs import services as jobs
+from search.listings import ingest
 from search.models import Job, Photo
-from search.services import ingest, jobs
 from tests.factories import ListingFactory, UserFactory
 from tests.integration import faultkit
 from tests.processes import Service

@@ -18,7 +18,7 @@ from channels import layers
 from django.test import Client
 from django.utils import timezone
 
-from search import events
+from flatsite.jobs import events
 from search.models import Job
 from tests import processes
 from tests.factories import UserFactory

@@ -13,9 +13,10 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
+from flatsite.jobs import services as jobs
+from search.listings import ingest
+from search.listings.tasks import photos_process
 from search.models import Job, Photo
-from search.services import ingest, jobs
-from search.tasks import photos_process
 from tests import images
 from tests.conftest import upload
 from tests.factories import ListingFactory, UserFactory

@@ -14,8 +14,10 @@ from typing import Any
 import pytest
 from django.conf import settings
 
+from flatsite.jobs import services as jobs
+from search import pipeline
+from search.listings import ingest
 from search.models import Job, Photo
-from search.services import ingest, jobs
 from tests.factories import ListingFactory, UserFactory
 from tests.integration import faultkit
 from tests.processes import Service, wait_until
@@ -112,7 +114,7 @@ def test_worker_killed_20_times_during_a_zip_loses_and_duplicates_nothing(
     # The KNOWN photos are already in the listing: their zip entries are exact duplicates (no new rows).
     before = ingest.photo_ingest(listing=listing, uploader=listing.owner, items=_items(known), enqueue=False)
     assert before.job is not None
-    ingest.job_ingest_inline(before.job.pk)
+    pipeline.ingest_inline(before.job.pk)
     archive = faultkit.photo_zip(entries)
     # enqueue=False: no feature extraction is chained; this test is about the ingest job alone.
     result = ingest.photo_ingest(

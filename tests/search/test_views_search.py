@@ -13,9 +13,10 @@ from django.urls import reverse
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from search import seen, selectors
+from search import pipeline
+from search.listings import ingest, selectors
+from search.matching import features, seen
 from search.models import Photo, PhotoMatch
-from search.services import features, ingest
 from tests import images
 from tests.conftest import upload
 from tests.factories import ListingFactory, UserFactory
@@ -34,7 +35,7 @@ def _ingest(listing: Any, files: dict[str, bytes]) -> dict[str, Photo]:
     items = [upload(name, data) for name, data in files.items()]
     result = ingest.photo_ingest(listing=listing, uploader=listing.owner, items=items, enqueue=False)
     if result.job is not None:  # byte copies of stored photos are linked at once, with nothing to process
-        ingest.job_ingest_inline(result.job.pk)
+        pipeline.ingest_inline(result.job.pk)
     return {name: Photo.objects.get(listing=listing, original_name=name) for name in files}
 
 
@@ -73,11 +74,11 @@ def _client(user: Any) -> Client:
 
 
 def _matched_url(world: dict[str, Any]) -> str:
-    return reverse("search-listing-matched", args=[world["bert_listing"].pk])
+    return reverse("matching:listing-matched", args=[world["bert_listing"].pk])
 
 
 def _thumb_status(client: Client, photo: Photo) -> int:
-    return int(client.get(reverse("search-photo-file", args=[photo.pk, "thumb"])).status_code)
+    return int(client.get(reverse("listings:photo-file", args=[photo.pk, "thumb"])).status_code)
 
 
 def _shown_photos(html: str) -> set[int]:
@@ -101,7 +102,7 @@ def test_a_realtor_sees_the_thumbnails_of_photos_matching_theirs_but_not_the_lis
     alma = _client(world["alma"])
     assert _thumb_status(alma, world["x"]) == 200 and _thumb_status(alma, world["y"]) == 200
     assert _thumb_status(alma, world["z"]) == 404
-    assert alma.get(reverse("search-listing", args=[world["bert_listing"].pk])).status_code == 404
+    assert alma.get(reverse("listings:detail", args=[world["bert_listing"].pk])).status_code == 404
 
 
 def test_a_realtor_with_no_matching_photo_gets_404_on_the_matched_page_and_its_photos(
@@ -112,13 +113,13 @@ def test_a_realtor_with_no_matching_photo_gets_404_on_the_matched_page_and_its_p
     assert response.status_code == 404
     assert "none of its photos matches yours" in response.content.decode()
     assert all(_thumb_status(cleo, world[name]) == 404 for name in "xyz")
-    assert cleo.get(reverse("search-search-photo", args=[world["x"].pk])).status_code == 404
+    assert cleo.get(reverse("matching:search-photo", args=[world["x"].pk])).status_code == 404
 
 
 def test_the_owner_and_a_moderator_are_sent_to_the_full_listing_from_the_matched_page(
     world: dict[str, Any], moderator: Any
 ) -> None:
-    full = reverse("search-listing", args=[world["bert_listing"].pk])
+    full = reverse("listings:detail", args=[world["bert_listing"].pk])
     for user in (world["bert"], moderator):
         response = _client(user).get(_matched_url(world))
         assert response.status_code == 302 and response["Location"] == full
@@ -148,20 +149,20 @@ def test_a_confirmed_match_with_one_of_their_photos_opens_that_photo_to_a_realto
 def test_duplicates_report_links_other_agents_listings_to_their_matched_page_only_where_they_open(
     world: dict[str, Any],
 ) -> None:
-    matched, full = _matched_url(world), reverse("search-listing", args=[world["bert_listing"].pk])
-    alma_html = _client(world["alma"]).get(reverse("search-duplicates")).content.decode()
+    matched, full = _matched_url(world), reverse("listings:detail", args=[world["bert_listing"].pk])
+    alma_html = _client(world["alma"]).get(reverse("matching:duplicates")).content.decode()
     assert f'href="{matched}"' in alma_html and f'href="{full}"' not in alma_html
-    assert f'href="{reverse("search-listing", args=[world["alma_listing"].pk])}"' in alma_html
+    assert f'href="{reverse("listings:detail", args=[world["alma_listing"].pk])}"' in alma_html
     # Cleo is in neither listing of the pair: she may open neither, so neither is linked.
-    cleo_html = _client(world["cleo"]).get(reverse("search-duplicates")).content.decode()
+    cleo_html = _client(world["cleo"]).get(reverse("matching:duplicates")).content.decode()
     cleo_table = cleo_html[cleo_html.index('<table class="grid duplicate-pairs">') :]
     assert BERT_TITLE in cleo_table and "href=" not in cleo_table
-    bert_html = _client(world["bert"]).get(reverse("search-duplicates")).content.decode()
+    bert_html = _client(world["bert"]).get(reverse("matching:duplicates")).content.decode()
     assert f'href="{full}"' in bert_html and f'href="{matched}"' not in bert_html
 
 
 def test_own_listing_page_links_the_probable_duplicate_to_its_matched_page(world: dict[str, Any]) -> None:
-    page = _client(world["alma"]).get(reverse("search-listing", args=[world["alma_listing"].pk]))
+    page = _client(world["alma"]).get(reverse("listings:detail", args=[world["alma_listing"].pk]))
     assert f'href="{_matched_url(world)}"' in page.content.decode()
 
 
@@ -171,12 +172,12 @@ def test_a_search_opens_the_photos_it_showed_and_links_their_listing_to_its_matc
     features.extract_inline()
     cleo = _client(world["cleo"])
     query = SimpleUploadedFile("portal.jpg", world["pics"]["z"], content_type="image/jpeg")
-    response = cleo.post(reverse("search-search"), {"photo": query})
+    response = cleo.post(reverse("matching:search"), {"photo": query})
     assert response.status_code == 200
     html = response.content.decode()
     assert world["z"].pk in _shown_photos(html)
     assert f'href="{_matched_url(world)}"' in html
-    assert f'href="{reverse("search-listing", args=[world["bert_listing"].pk])}"' not in html
+    assert f'href="{reverse("listings:detail", args=[world["bert_listing"].pk])}"' not in html
     assert _thumb_status(cleo, world["z"]) == 200
     page = cleo.get(_matched_url(world))
     assert page.status_code == 200 and world["z"].pk in _shown_photos(page.content.decode())
@@ -193,7 +194,7 @@ def test_api_search_results_carry_the_listing_link_the_caller_may_open(world: di
     urls = {m["photo_id"]: m["listing_url"] for m in matches}
     alma_copy = Photo.objects.get(original_name="mine-x.jpg")
     assert urls[world["x"].pk] == _matched_url(world)  # matches Alma's own copy of it
-    assert urls[alma_copy.pk] == reverse("search-listing", args=[world["alma_listing"].pk])
+    assert urls[alma_copy.pk] == reverse("listings:detail", args=[world["alma_listing"].pk])
 
 
 def test_the_session_remembers_only_the_newest_shown_photos() -> None:

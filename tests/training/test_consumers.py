@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from asgiref.sync import sync_to_async
 
+from flatsite.jobs import services as jobs
 from search.models import Job
-from search.services import jobs
 from tests.factories import UserFactory
-from tests.search.test_consumers import _headers, _open, _run
+from tests.flatsite.jobs.test_consumers import _headers, _open, _run
 from training import artifacts, events, selectors, services
 from training.models import TrainingRun
 

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from django.conf import settings
 
+from flatsite.jobs import services as jobs
 from search.models import Job
-from search.services import jobs
 from tests.processes import ROOT, database_url, wait_until
 from training import artifacts
 from training.ml import config_from_dict
@@ -103,7 +103,9 @@ def test_training_killed_at_a_random_step_resumes_from_its_last_checkpoint(
     monkeypatch.setitem(jobs.ENQUEUERS, Job.Kind.TRAIN, lambda job_id: None)
     assert jobs.jobs_reconcile()["requeued"] == 1
     second_log = tmp_path / "second.log"
-    code = f"from training import runner; runner.job_run_inline({run.job_id}, device='cpu', echo=print)"
+    code = (
+        f"from training import job as runner; runner.job_run_inline({run.job_id}, device='cpu', echo=print)"
+    )
     resumed = _spawn(["shell", "-c", code], second_log)
     assert resumed.wait(timeout=200) == 0, second_log.read_text()[-3000:]
 

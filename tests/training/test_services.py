@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 from django.core.exceptions import ValidationError
 
-from search import storage
-from search.ml.features import list_encoders, load_encoder, unregister_encoder
+from flatsite.core import storage
+from flatsite.jobs import services as jobs
+from search.ml.encoders.registry import list_encoders, load_encoder, unregister_encoder
 from search.models import Job
-from search.services import jobs
 from tests import images
 from tests.training.conftest import stored_photo
-from training import artifacts, runner, selectors, services
+from training import artifacts, selectors, services
+from training import job as runner
 from training.models import TrainingMetric, TrainingRun, TrainingSample
 
 pytestmark = pytest.mark.django_db

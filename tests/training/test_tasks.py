@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
+from flatsite.jobs import services as jobs
 from search.models import Job
-from search.services import jobs
-from tests.training.test_runner import hook_train
-from training import runner, services, tasks
+from tests.training.test_job import hook_train
+from training import job as runner
+from training import services, tasks
 from training.ml import StepStats
 from training.ml import train as real_train
 from training.models import TrainingMetric

@@ -11,10 +11,11 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from flatsite.jobs import services as jobs
 from search.models import Job
-from search.services import jobs
 from tests.factories import UserFactory
-from training import artifacts, runner, services
+from training import artifacts, services
+from training import job as runner
 from training.models import TrainingRun
 
 pytestmark = pytest.mark.django_db
@@ -43,28 +44,28 @@ def test_non_admins_get_403_on_every_training_page(role: str, photo_dir: Path) -
     run = _run(photo_dir)
     client = Client()
     client.force_login(UserFactory(role=role))
-    gets = ["training-runs", ("training-run", run.pk), ("training-run-snapshot", run.pk)]
-    posts = [("training-run-cancel", run.pk), ("training-run-resume", run.pk), ("training-run-index", run.pk)]
+    gets = ["training:runs", ("training:run", run.pk), ("training:run-snapshot", run.pk)]
+    posts = [("training:run-cancel", run.pk), ("training:run-resume", run.pk), ("training:run-index", run.pk)]
     for name in gets:
         url = reverse(name[0], args=[name[1]]) if isinstance(name, tuple) else reverse(name)
         assert client.get(url).status_code == 403, url
     for name, pk in posts:
         assert client.post(reverse(name, args=[pk])).status_code == 403, name
-    assert client.post(reverse("training-run-create"), {"preset": "cpu-smoke"}).status_code == 403
+    assert client.post(reverse("training:run-create"), {"preset": "cpu-smoke"}).status_code == 403
     assert TrainingRun.objects.count() == 1 and Job.objects.filter(cancel_requested=True).count() == 0
 
 
 def test_anonymous_is_sent_to_the_login_page(photo_dir: Path) -> None:
-    response = Client().get(reverse("training-runs"))
+    response = Client().get(reverse("training:runs"))
     assert response.status_code == 302 and reverse("login") in response["Location"]
 
 
 def test_list_page_offers_the_two_presets_and_the_nav_link(admin: Client, stored_photos: Any) -> None:
-    page = admin.get(reverse("training-runs")).content.decode()
+    page = admin.get(reverse("training:runs")).content.decode()
     assert 'value="cpu-smoke"' in page and "CPU smoke" in page
     assert 'value="gpu-128"' in page and "GPU 128px" in page
     assert "tiny-test" not in page
-    assert f'href="{reverse("training-runs")}">Training</a>' in page
+    assert f'href="{reverse("training:runs")}">Training</a>' in page
     assert "only kitchen photos" in page
 
 
@@ -73,9 +74,9 @@ def test_admin_starts_a_run_on_stored_photos(
 ) -> None:
     form = {"preset": "cpu-smoke", "steps": "40", "room": "kitchen", "name": "k"}
     with django_capture_on_commit_callbacks(execute=True):
-        response = admin.post(reverse("training-run-create"), form)
+        response = admin.post(reverse("training:run-create"), form)
     run = TrainingRun.objects.get()
-    assert response.status_code == 302 and response["Location"] == reverse("training-run", args=[run.pk])
+    assert response.status_code == 302 and response["Location"] == reverse("training:run", args=[run.pk])
     assert (run.preset, run.total_steps, run.name, run.data["room"], run.data["count"]) == (
         "cpu-smoke", 40, "k", "kitchen", 3,
     )  # fmt: skip
@@ -84,21 +85,21 @@ def test_admin_starts_a_run_on_stored_photos(
 
 
 def test_starting_without_photos_shows_why(admin: Client) -> None:
-    response = admin.post(reverse("training-run-create"), {"preset": "cpu-smoke"})
+    response = admin.post(reverse("training:run-create"), {"preset": "cpu-smoke"})
     assert response.status_code == 400 and "at least 2 processed photos" in response.content.decode()
     assert not TrainingRun.objects.exists()
 
 
 def test_run_page_embeds_the_snapshot_and_live_socket(admin: Client, photo_dir: Path) -> None:
     run = _run(photo_dir)
-    page = admin.get(reverse("training-run", args=[run.pk])).content.decode()
+    page = admin.get(reverse("training:run", args=[run.pk])).content.decode()
     assert f'data-ws-path="/ws/training/runs/{run.pk}/"' in page
     assert "vendor/echarts/echarts.min.js" in page and "js/training.js" in page
     start = page.index('<script id="run-snapshot" type="application/json">') + len(
         '<script id="run-snapshot" type="application/json">'
     )
     snapshot = json.loads(page[start : page.index("</script>", start)])
-    assert snapshot == admin.get(reverse("training-run-snapshot", args=[run.pk])).json()
+    assert snapshot == admin.get(reverse("training:run-snapshot", args=[run.pk])).json()
     assert (snapshot["id"], snapshot["status"], snapshot["can_cancel"]) == (run.pk, "queued", True)
 
 
@@ -106,17 +107,17 @@ def test_cancel_resume_and_index_buttons(
     admin: Client, photo_dir: Path, sent: list[int], django_capture_on_commit_callbacks: Any
 ) -> None:
     run = _run(photo_dir)
-    response = admin.post(reverse("training-run-index", args=[run.pk]), follow=True)
+    response = admin.post(reverse("training:run-index", args=[run.pk]), follow=True)
     assert "no checkpoint yet" in response.content.decode()
-    admin.post(reverse("training-run-cancel", args=[run.pk]))
+    admin.post(reverse("training:run-cancel", args=[run.pk]))
     run.refresh_from_db()
     assert run.status == Job.Status.CANCELLED
     with django_capture_on_commit_callbacks(execute=True):
-        response = admin.post(reverse("training-run-resume", args=[run.pk]), {"steps": "6"}, follow=True)
+        response = admin.post(reverse("training:run-resume", args=[run.pk]), {"steps": "6"}, follow=True)
     run.refresh_from_db()
     assert "resumes from step 0" in response.content.decode()
     assert (run.status, run.total_steps, sent) == (Job.Status.QUEUED, 6, [run.job_id])
-    response = admin.post(reverse("training-run-resume", args=[run.pk]), follow=True)
+    response = admin.post(reverse("training:run-resume", args=[run.pk]), follow=True)
     assert "still queued" in response.content.decode()
 
 
@@ -125,10 +126,10 @@ def test_sample_grid_is_served_as_png(admin: Client, photo_dir: Path) -> None:
     assert run.job_id is not None
     png = artifacts.grid_png(np.zeros((4, 8, 8, 3), dtype=np.uint8))
     services.run_record(run.pk, run.job_id, services.Progress(4, {}, [], (4, 8, 1.0, png)))
-    response = admin.get(reverse("training-sample", args=[run.pk, 4]))
+    response = admin.get(reverse("training:sample", args=[run.pk, 4]))
     assert response.status_code == 200 and response["Content-Type"] == "image/png"
     assert b"".join(response.streaming_content) == png
-    assert admin.get(reverse("training-sample", args=[run.pk, 5])).status_code == 404
+    assert admin.get(reverse("training:sample", args=[run.pk, 5])).status_code == 404
 
 
 def test_index_button_queues_an_index_job_for_a_trained_run(
@@ -140,26 +141,26 @@ def test_index_button_queues_an_index_job_for_a_trained_run(
     queued: list[int] = []
     monkeypatch.setitem(jobs.ENQUEUERS, Job.Kind.TRAIN, queued.append)
     with django_capture_on_commit_callbacks(execute=True):
-        response = admin.post(reverse("training-run-index", args=[run.pk]))
+        response = admin.post(reverse("training:run-index", args=[run.pk]))
     job = Job.objects.get(pk=queued[0])
-    assert response["Location"] == reverse("search-job", args=[job.pk])
+    assert response["Location"] == reverse("jobs:detail", args=[job.pk])
     assert job.params == {"run_id": run.pk, "action": "index"}
 
 
 def test_get_on_the_new_run_url_goes_to_the_start_form_instead_of_a_blank_405(admin: Client) -> None:
-    response = admin.get(reverse("training-run-create"), follow=True)
-    assert response.redirect_chain == [(reverse("training-runs"), 302)]
+    response = admin.get(reverse("training:run-create"), follow=True)
+    assert response.redirect_chain == [(reverse("training:runs"), 302)]
     assert 'data-testid="run-start"' in response.content.decode()
     assert TrainingRun.objects.count() == 0
 
 
-@pytest.mark.parametrize("name", ["training-run-cancel", "training-run-resume", "training-run-index"])
+@pytest.mark.parametrize("name", ["training:run-cancel", "training:run-resume", "training:run-index"])
 def test_get_on_a_run_action_url_shows_the_run_and_changes_nothing(
     admin: Client, photo_dir: Path, name: str
 ) -> None:
     run = _run(photo_dir)
     response = admin.get(reverse(name, args=[run.pk]))
-    assert response.status_code == 302 and response["Location"] == reverse("training-run", args=[run.pk])
+    assert response.status_code == 302 and response["Location"] == reverse("training:run", args=[run.pk])
     assert admin.get(reverse(name, args=[run.pk + 1000])).status_code == 404
     fresh = TrainingRun.objects.get(pk=run.pk)
     assert (fresh.status, fresh.updated_at) == (run.status, run.updated_at)

@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 import torch
 
-from search.ml.features import unregister_encoder
+from flatsite.jobs import services as jobs
+from search.ml.encoders.registry import unregister_encoder
 from search.models import IndexVersion, Job
-from search.services import evaluation as index_evaluation
-from search.services import jobs
-from training import runner, services
+from search.ops import evaluation as index_evaluation
+from training import job as runner
+from training import services
 from training.ml import GanConfig
 
 pytestmark = pytest.mark.django_db
@@ -58,7 +59,7 @@ def test_a_run_in_a_daemonic_worker_trains_without_loader_processes_on_one_threa
     settings.FLATSITE_TORCH_THREADS = None
     torch.set_num_threads(2)  # the conftest fixture restores the count afterwards
     jobs.job_claim(run.job_id)
-    with caplog.at_level(logging.WARNING, logger="training.runner"):
+    with caplog.at_level(logging.WARNING, logger="training.job"):
         job = runner.job_run(run.job_id, device="cpu", worker=True)
     assert job.status == Job.Status.SUCCEEDED and seen[0].num_workers == 0
     assert torch.get_num_threads() == 1 and "num_workers=0" in caplog.text

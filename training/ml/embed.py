@@ -19,7 +19,7 @@ from training.ml.state import pick_device
 
 @dataclass(frozen=True)
 class EncoderInfo:
-    """Mirrors search.ml.features.EncoderInfo: name, embedding dim, input image side."""
+    """Mirrors search.ml.encoders.registry.EncoderInfo: name, embedding dim, input image side."""
 
     name: str
     dim: int

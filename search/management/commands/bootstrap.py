@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from search.services import accounts
+from flatsite.core import accounts
 
 
 class Command(BaseCommand):

@@ -10,9 +10,9 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from search import selectors_clusters
+from search.clusters import runs as clusters
+from search.clusters import selectors as selectors_clusters
 from search.models import ClusteringRun, Job
-from search.services import clusters
 
 
 class Command(BaseCommand):

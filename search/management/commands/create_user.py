@@ -8,8 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import IntegrityError
 
-from search import roles
-from search.services import accounts
+from flatsite.core import accounts, roles
 
 
 class Command(BaseCommand):

@@ -8,8 +8,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from search.ml.normalise import ImageRejected
-from search.selectors_search import SearchResult, image_search, query_from_file
+from search.matching.engine import SearchResult, image_search, query_from_file
+from search.ml.images.normalise import ImageRejected
 
 
 class Command(BaseCommand):

@@ -14,11 +14,12 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 from tqdm import tqdm
 
-from search import roles
-from search.importing import ZIP_EXTENSIONS, ImportPlanError, plan_import, skipped_files
+from flatsite.core import accounts, roles
+from search.listings import imports
+from search.listings.import_plan import ZIP_EXTENSIONS, ImportPlanError, plan_import, skipped_files
+from search.listings.import_report import ReportRow, rows_finalise
+from search.matching import features
 from search.models import Job
-from search.selectors_imports import ReportRow, rows_finalise
-from search.services import accounts, features, imports
 
 
 class Command(BaseCommand):

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from search.ml.edits import EDITS, apply_edit
 from search.ml.evaluation import (
     EvalConfig,
     EvaluationStopped,
@@ -17,6 +16,7 @@ from search.ml.evaluation import (
     room_agreement,
     sample_indices,
 )
+from search.ml.images.edits import EDITS, apply_edit
 
 
 def hue_picture(index: int, count: int, size: tuple[int, int] = (96, 72)) -> Image.Image:

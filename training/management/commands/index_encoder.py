@@ -29,7 +29,7 @@ class Command(BaseCommand):
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from exc
         if opts["inline"]:
-            from training import runner
+            from training import job as runner
 
             job = runner.job_run_inline(job.pk, echo=self.stdout.write)
         else:

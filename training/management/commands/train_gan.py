@@ -62,7 +62,7 @@ class Command(BaseCommand):
         )
 
     def _inline(self, job_id: int, device: str | None) -> Job:
-        from training import runner  # torch loads only when training here
+        from training import job as runner  # torch loads only when training here
 
         # First Ctrl-C: cancel, so the loop stops after the current step and writes a checkpoint.
         def cancel(signum: int, frame: FrameType | None) -> None:

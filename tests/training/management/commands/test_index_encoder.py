@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
-from search.ml.features import unregister_encoder
+from search.listings.selectors import features_matrix
+from search.ml.encoders.registry import unregister_encoder
 from search.models import Feature, IndexVersion
-from search.selectors import features_matrix
-from training import runner, services
+from training import job as runner
+from training import services
 
 pytestmark = pytest.mark.django_db
 

@@ -73,7 +73,7 @@ def test_bad_arguments_are_refused_with_a_message(tmp_path: Path) -> None:
 
 @pytest.mark.django_db
 def test_a_failed_run_exits_with_an_error(photo_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from training import runner
+    from training import job as runner
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("no space left on device (simulated)")

@@ -1,0 +1,1 @@
+"""Platform pieces every app uses: roles, accounts, storage paths, fault injection, template context."""

@@ -1,0 +1,55 @@
+"""Celery tasks of clustering: thin doors that claim a job row (or take photo ids) and call one service."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from celery import shared_task
+from celery.signals import worker_process_init
+from django.conf import settings
+
+from flatsite.jobs import services as jobs
+from search.clusters import assign as cluster_assign
+from search.clusters import runs as clusters
+from search.models import Job
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(
+    name="search.tasks_clusters.clustering_run",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+)
+def clustering_run(job_id: int) -> None:
+    """Fit a clustering run (idempotent: a redelivery finds nothing to claim)."""
+    if jobs.job_claim(job_id) is None:
+        return
+    clusters.job_cluster_run(job_id)
+
+
+@shared_task(name="search.tasks_clusters.clusters_assign_provisional", ignore_result=True)
+def clusters_assign_provisional(photo_ids: list[int]) -> int:
+    """Place newly featured photos into the current run's clusters, provisionally."""
+    return cluster_assign.photos_assign_provisional(photo_ids)
+
+
+@worker_process_init.connect
+def _warm_up_clustering(**_: Any) -> None:
+    """Optionally compile the clustering kernels in the background, so the first placement is fast."""
+    if not settings.FLATSITE_CLUSTER_WARMUP:
+        return
+
+    def run() -> None:
+        try:
+            cluster_assign.warm_up()
+        except Exception:  # warming up is an optimisation only
+            log.warning("clustering warm-up failed", exc_info=True)
+
+    threading.Thread(target=run, name="clustering-warm-up", daemon=True).start()
+
+
+jobs.ENQUEUERS[Job.Kind.CLUSTER] = lambda job_id: clustering_run.delay(job_id)

@@ -1,0 +1,1 @@
+"""Listings and their photos: upload and import, staging, decoding, ingest, the listing pages."""

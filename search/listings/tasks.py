@@ -1,0 +1,76 @@
+"""Celery tasks: thin doors that claim a job row and call one service."""
+
+from __future__ import annotations
+
+from celery import Task, shared_task
+from django.conf import settings
+
+from flatsite.jobs import services as jobs
+from search import pipeline
+from search.matching import features, index
+from search.models import Job
+
+
+@shared_task(
+    name="search.tasks.photos_process",
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+)
+def photos_process(self: Task, job_id: int) -> None:
+    """Normalise the photos of an ingest job (idempotent: a redelivery finds nothing to claim)."""
+    # The worker's node name on the job row says which worker holds the lease.
+    if jobs.job_claim(job_id, worker=self.request.hostname) is None:
+        return
+    pipeline.ingest_run(job_id)
+
+
+@shared_task(
+    name="search.tasks.features_extract", acks_late=True, reject_on_worker_lost=True, ignore_result=True
+)
+def features_extract(job_id: int) -> None:
+    """Extract features for every stored photo lacking them, then index them."""
+    if jobs.job_claim(job_id) is None:
+        return
+    job = Job.objects.get(pk=job_id)
+    if job.params.get("mode") == "all":
+        features.job_operation_run(job_id)
+    else:
+        features.job_extract_run(job_id)
+
+
+@shared_task(
+    name="search.tasks.index_rebuild", acks_late=True, reject_on_worker_lost=True, ignore_result=True
+)
+def index_rebuild(job_id: int) -> None:
+    """Build a fresh index version for one encoder from the stored features."""
+    if jobs.job_claim(job_id) is None:
+        return
+    features.job_operation_run(job_id)
+
+
+@shared_task(name="search.tasks.jobs_reconcile", ignore_result=True)
+def jobs_reconcile() -> dict[str, int]:
+    """Periodic: requeue jobs whose worker died or whose queue message was lost."""
+    return jobs.jobs_reconcile()
+
+
+@shared_task(name="search.tasks.indexes_reconcile", ignore_result=True)
+def indexes_reconcile() -> dict[str, dict[str, int] | str]:
+    """Periodic: repair drift between live index files and the database (e.g. after a crash)."""
+    return index.indexes_reconcile()
+
+
+def _extract_queue() -> str:
+    # GPU workers listen on "gpu"; without one, extraction runs on the default CPU workers.
+    return "gpu" if settings.FLATSITE_GPU_QUEUE else "default"
+
+
+jobs.ENQUEUERS[Job.Kind.INGEST] = lambda job_id: photos_process.delay(job_id)
+jobs.ENQUEUERS[Job.Kind.REINDEX] = lambda job_id: index_rebuild.delay(job_id)
+jobs.ENQUEUERS[Job.Kind.EXTRACT] = lambda job_id: features_extract.apply_async(
+    (job_id,), queue=_extract_queue()
+)
+
+from search.clusters import tasks as tasks_clusters  # noqa: E402,F401  (registers the clustering tasks with Celery)

@@ -1,0 +1,328 @@
+"""Similarity search: exact copies, edited copies, same room, similar look — grouped by listing."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from PIL import Image, ImageOps
+
+from flatsite.core import storage
+from search.clusters.selectors import photo_room_tags
+from search.listings.decoding import image_normalise
+from search.matching.index import index_for_search
+from search.matching.rerank import RerankIndexes, rerank_encoder, rerank_indexes, similar_rerank
+from search.ml.encoders.registry import load_encoder
+from search.ml.images.normalise import ImageLimits, check_extension
+from search.ml.index import VectorIndex
+from search.ml.match.levels import (
+    Level,
+    LevelThresholds,
+    Match,
+    QueryEvidence,
+    StoredEvidence,
+    match_shortlist,
+    merge_hits,
+)
+from search.ml.match.local import LocalConfig, LocalFeatures, extract_query_local
+from search.models import LOCAL_ENCODER, Feature, Photo
+from search.ops.selectors import search_encoder
+
+LEVEL_ORDER = [Level.EXACT, Level.EDITED, Level.SAME_ROOM, Level.SIMILAR]
+LEVEL_LABELS = {
+    Level.EXACT: "Exact copy",
+    Level.EDITED: "Edited copy",
+    Level.SAME_ROOM: "Same room, other angle",
+    Level.SIMILAR: "Similar look",
+}
+
+
+@dataclass
+class QueryImage:
+    """A normalised query picture and its hashes."""
+
+    image: Image.Image
+    sha256_pixels: str
+    phash: int
+    name: str
+    # Photos never listed: a stored photo used as the query is not its own match (its copies are).
+    exclude_ids: set[int] = field(default_factory=set)
+    # Descriptors already stored for a photo used as the query, so they are not computed again.
+    vector: np.ndarray | None = None  # (D,) search-encoder embedding
+    local: LocalFeatures | None = None
+    vector2: np.ndarray | None = None  # (D2,) re-rank-encoder embedding
+
+
+@dataclass
+class MatchRow:
+    """One matching photo with its level, score and evidence."""
+
+    photo: Photo
+    level: str
+    score: float
+    evidence: dict[str, Any]
+
+
+@dataclass
+class SearchResult:
+    """Matches grouped by level and by listing, with timings."""
+
+    query: str
+    matches: list[MatchRow]
+    took_ms: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def as_json(self, query: str) -> dict[str, Any]:
+        """The JSON shape shared by the API and find_similar --json."""
+        return {
+            "query": query,
+            "took_ms": round(self.took_ms, 1),
+            "timings": {stage: round(ms, 1) for stage, ms in self.timings.items()},
+            "matches": [
+                {
+                    "photo_id": row.photo.pk,
+                    "listing_id": row.photo.listing_id,
+                    "original_name": row.photo.original_name,
+                    "level": row.level,
+                    "score": round(float(row.score), 4),
+                    "evidence": row.evidence,
+                }
+                for row in self.matches
+            ],
+        }
+
+    def by_level(self) -> list[tuple[str, str, list[MatchRow]]]:
+        """(level, label, rows) in level order, empty levels omitted."""
+        groups = [
+            (lv.value, LEVEL_LABELS[lv], [m for m in self.matches if m.level == lv.value])
+            for lv in LEVEL_ORDER
+        ]
+        return [g for g in groups if g[2]]
+
+    def by_listing(self) -> list[dict[str, Any]]:
+        """Listings with matched photos, strongest evidence first."""
+        listings: dict[int, dict[str, Any]] = {}
+        for row in self.matches:
+            entry = listings.setdefault(
+                row.photo.listing_id, {"listing": row.photo.listing, "rows": [], "best": row.level}
+            )
+            entry["rows"].append(row)
+        rank = {lv.value: i for i, lv in enumerate(LEVEL_ORDER)}
+        for entry in listings.values():
+            entry["best"] = min((r.level for r in entry["rows"]), key=rank.__getitem__)
+            # A copy or the same room in another listing means that listing probably shows this flat.
+            entry["probable_duplicate"] = entry["best"] != Level.SIMILAR.value
+        return sorted(listings.values(), key=lambda e: (rank[e["best"]], -len(e["rows"])))
+
+
+def thresholds() -> LevelThresholds:
+    """Calibrated level thresholds, overridable in settings (FLATSITE_MATCH_THRESHOLDS)."""
+    return LevelThresholds.from_dict(settings.FLATSITE_MATCH_THRESHOLDS)
+
+
+def query_from_file(path: Path, name: str) -> QueryImage:
+    """Normalise an uploaded query exactly as stored photos were (raises ImageRejected)."""
+    # The same child-process decoder as ingestion: a hostile query can only fail itself.
+    limits = ImageLimits(max_pixels=settings.FLATSITE_MAX_PIXELS)
+    result = image_normalise(path, name, limits, derivatives=False)  # a query is never stored
+    return QueryImage(result.image, result.sha256_pixels, result.phash, name)
+
+
+def query_from_upload(upload: Any) -> QueryImage:
+    """Normalise an uploaded query file (Django UploadedFile); raises ImageRejected."""
+    name = upload.name or "query"
+    check_extension(name)
+    with tempfile.NamedTemporaryFile(suffix=Path(name).suffix) as tmp:
+        for chunk in upload.chunks():
+            tmp.write(chunk)
+        tmp.flush()
+        return query_from_file(Path(tmp.name), name)
+
+
+def query_from_photo(photo: Photo) -> QueryImage:
+    """Use a stored photo as the query: it is left out, its exact copies (in any listing) are listed."""
+    stored = photo.stored
+    with Image.open(storage.media_path(stored.image_path)) as img:
+        image = img.convert("RGB")
+    exclude = {photo.pk}
+    search, extra = search_encoder(), rerank_encoder()
+    encoders = [search, LOCAL_ENCODER, extra]
+    features = dict(Feature.objects.filter(photo=stored, encoder__in=encoders).values_list("encoder", "data"))
+    vector = features.get(search)
+    local = features.get(LOCAL_ENCODER)
+    vector2 = features.get(extra)
+    return QueryImage(
+        image,
+        stored.sha256_pixels,
+        int(stored.phash or "0", 16),
+        photo.original_name,
+        exclude,
+        vector=np.frombuffer(bytes(vector), dtype=np.float32) if vector is not None else None,
+        local=LocalFeatures.from_bytes(bytes(local)) if local is not None else None,
+        vector2=np.frombuffer(bytes(vector2), dtype=np.float32) if vector2 is not None else None,
+    )
+
+
+# The query's SIFT and Lite2 embedding run beside its Lite0 embedding, and candidates are verified side by
+# side: OpenCV, torch and numpy's matrix products release the GIL.
+_query_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="query")
+
+
+def _query_local(query: QueryImage) -> Future[LocalFeatures]:
+    if query.local is not None:
+        done: Future[LocalFeatures] = Future()
+        done.set_result(query.local)
+        return done
+    cfg = LocalConfig(query_max_side=settings.FLATSITE_SEARCH_QUERY_SIFT_SIDE)
+    return _query_pool.submit(extract_query_local, query.image, cfg)
+
+
+def _query_vector2(query: QueryImage) -> Future[np.ndarray]:
+    """The query's (D2,) re-rank-encoder embedding, stored or computed beside the other descriptors."""
+    if query.vector2 is not None:
+        done: Future[np.ndarray] = Future()
+        done.set_result(query.vector2)
+        return done
+    model = load_encoder(rerank_encoder())
+    return _query_pool.submit(lambda: model.embed_images([query.image])[0])
+
+
+@dataclass
+class _Shortlist:
+    """Global neighbours {id: cosine}, the query's (D,) embedding, and whether the cosines are centred."""
+
+    scores: dict[int, float]
+    vector: np.ndarray | None = None
+    centred: bool = False
+
+
+def _shortlist(query: QueryImage, size: int, index: VectorIndex | None, encoder: str) -> _Shortlist:
+    if index is None or len(index) == 0:
+        return _Shortlist({})
+    model = load_encoder(encoder)
+    own = query.vector if query.vector is not None and query.vector.shape[0] == model.info.dim else None
+    images = [] if own is not None else [query.image]
+    if settings.FLATSITE_SEARCH_MIRROR_QUERY:  # the mirror searched too, so mirrored copies rank high
+        images.append(ImageOps.mirror(query.image))
+    rows = [own[None, :]] if own is not None else []
+    if images:
+        rows.append(model.embed_images(images))
+    vectors = np.vstack(rows)  # (1 or 2, D): the query first, then its mirror
+    scores, ids = index.search(vectors, min(size, len(index)))  # (1 or 2, k)
+    merged = merge_hits((scores, ids))  # each id's best score over both rows
+    kept = {pid: score for pid, score in merged.items() if pid not in query.exclude_ids}
+    return _Shortlist(kept, vectors[0], index.config.centre is not None)
+
+
+def _stored_lookup(ids: list[int], verify_ids: list[int]) -> dict[int, StoredEvidence]:
+    rows = Photo.objects.filter(pk__in=ids).values_list("pk", "sha256_pixels", "phash")
+    local = dict(
+        Feature.objects.filter(encoder=LOCAL_ENCODER, photo_id__in=verify_ids).values_list("photo_id", "data")
+    )
+    return {
+        pk: StoredEvidence(
+            sha256=sha,
+            phash=int(ph, 16) if ph else None,
+            features=LocalFeatures.from_bytes(bytes(local[pk])) if pk in local else None,
+        )
+        for pk, sha, ph in rows
+    }
+
+
+def _match(
+    query: QueryImage, local: Future[LocalFeatures], shortlist: dict[int, float], limits: LevelThresholds
+) -> list[Match]:
+    same_pixels = Photo.objects.filter(sha256_pixels=query.sha256_pixels, duplicate_of__isnull=True)
+    same_ids = list(same_pixels.values_list("pk", flat=True))
+    exact_ids = [pid for pid in same_ids if pid not in query.exclude_ids]
+    ordered = sorted(shortlist, key=lambda pid: -shortlist[pid])
+    verify_ids = [*exact_ids, *ordered[: limits.verify_top_k]]
+    stored = _stored_lookup([*exact_ids, *ordered], verify_ids)
+    evidence = QueryEvidence(query.sha256_pixels, query.phash, local.result() if ordered else None)
+    found = match_shortlist(
+        evidence, shortlist, stored.get, limits, exact_ids=exact_ids, mapper=_query_pool.map
+    )
+    # A stored query photo is an exact copy of itself without verifying it: it is not listed (see _rows),
+    # but it stands in for its byte copies, which the index does not hold, so they are listed as exact.
+    own = [pid for pid in same_ids if pid in query.exclude_ids]
+    return [*(Match(pid, Level.EXACT, 1.0, {"phash_distance": 0}) for pid in own), *found]
+
+
+def _rows(matches: list[Match], exclude: set[int]) -> list[MatchRow]:
+    ids = [m.id for m in matches]
+    photos = {p.pk: p for p in Photo.objects.select_related("listing__owner").filter(pk__in=ids)}
+    copies = (
+        Photo.objects.select_related("listing__owner").filter(duplicate_of_id__in=ids).exclude(pk__in=exclude)
+    )
+    by_original: dict[int, list[Photo]] = {}
+    for copy in copies:
+        by_original.setdefault(copy.duplicate_of_id or 0, []).append(copy)
+    rows: list[MatchRow] = []
+    for match in matches:
+        if match.id not in exclude:  # the query photo itself is no match, but its copies are
+            rows.append(MatchRow(photos[match.id], match.level.value, match.score, dict(match.evidence)))
+        for copy in by_original.get(match.id, []):
+            rows.append(
+                MatchRow(copy, match.level.value, match.score, {**match.evidence, "copy_of": match.id})
+            )
+    return rows
+
+
+def _levels_limits(short: _Shortlist, t: LevelThresholds) -> LevelThresholds:
+    # The similar floor is calibrated separately for raw and centred cosines.
+    return replace(t, similar_min_score=t.similar_min_centred) if short.centred else t
+
+
+def _reranked(
+    matches: list[Match],
+    short: _Shortlist,
+    vector2: Future[np.ndarray] | None,
+    reranking: RerankIndexes | None,
+    t: LevelThresholds,
+) -> list[Match]:
+    if vector2 is None or reranking is None or short.vector is None:
+        return matches
+    top = sorted(short.scores, key=lambda pid: -short.scores[pid])[: t.verify_top_k]
+    return similar_rerank(matches, top, (short.vector, vector2.result()), reranking, t)
+
+
+def image_search(query: QueryImage, *, k: int = 10, shortlist: int = 50, room_tag: str = "") -> SearchResult:
+    """Find matches of a query photo at every level; similar-look results are capped at k.
+
+    With room_tag, only photos carrying that moderator-given room type are returned.
+    """
+    started = time.perf_counter()
+    local = _query_local(query)
+    t = thresholds()
+    encoder = search_encoder()
+    index = index_for_search(encoder)
+    # Re-ranking only orders the similar level: a k=0 search (matches at ingest) skips it.
+    reranking = rerank_indexes(index) if k > 0 else None
+    short = _shortlist(query, shortlist, index, encoder)
+    # Started after the shortlist: the query's SIFT (the longest stage before verification) gets a core
+    # to itself meanwhile, and this embedding is needed only after verification.
+    vector2 = _query_vector2(query) if reranking is not None else None
+    t_global = time.perf_counter()
+    matches = _match(query, local, short.scores, _levels_limits(short, t))
+    t_local = time.perf_counter()
+    matches = _reranked(matches, short, vector2, reranking, t)
+    t_rerank = time.perf_counter()
+    similar = [m for m in matches if m.level == Level.SIMILAR][:k]
+    kept = [m for m in matches if m.level != Level.SIMILAR] + similar
+    rows = _rows(kept, query.exclude_ids)
+    if room_tag:
+        tags = photo_room_tags([row.photo.pk for row in rows])
+        rows = [row for row in rows if tags.get(row.photo.pk) == room_tag]
+    done = time.perf_counter()
+    timings = {
+        "global_ms": 1000 * (t_global - started),
+        "verify_ms": 1000 * (t_local - t_global),
+        "rerank_ms": 1000 * (t_rerank - t_local),
+    }
+    return SearchResult(query.name, rows, 1000 * (done - started), timings)

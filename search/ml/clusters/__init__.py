@@ -1,0 +1,1 @@
+"""Clustering science: PCA -> UMAP -> HDBSCAN pipeline, the fitted model, carry-over matching."""

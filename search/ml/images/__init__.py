@@ -1,0 +1,1 @@
+"""Images: safe decoding, normalisation, hashes, loading for encoders, synthetic edits."""

@@ -1,0 +1,1 @@
+"""Matching: levels from hashes and verified local features, geometry, similar-look re-ranking."""

@@ -1,0 +1,1 @@
+"""Operations: encoder evaluation, index versions and the live switch, the operations page."""

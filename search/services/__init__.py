@@ -1,1 +1,0 @@
-"""Services: every write of the search app goes through here."""

@@ -48,27 +48,30 @@ def _importable(path: Path) -> bool:
     return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMPORTABLE_EXTENSIONS
 
 
-def _skip_reason(path: Path, root: Path, metadata: set[Path]) -> str:
+def _skip_reason(path: Path, root: Path, metadata: set[Path], by_csv: bool) -> str:
     if path in metadata:
-        return "listing metadata (read for the listings, not a photo)"
+        return "listing metadata, not a photo"
     if any(part.startswith(".") for part in path.relative_to(root).parts):
         return "hidden file"
     if path.suffix.lower() not in IMPORTABLE_EXTENSIONS:
         return f"not a photo or zip ({path.suffix.lower() or 'no extension'})"
-    return "not part of this folder's layout (e.g. not named in the listings CSV)"
+    if by_csv:
+        return "not named in the listings CSV"
+    return "not part of this folder's layout"
 
 
 def skipped_files(root: Path, plans: list[PlannedListing], listings_csv: Path | None = None) -> list[Skipped]:
     """Every file under root that the plan does not import, with the reason (so no file goes unmentioned)."""
     planned = {path.resolve() for plan in plans for path, _ in plan.files}
     metadata = {p.resolve() for p in root.glob(HOUSES_INFO_GLOB)}
+    by_csv = listings_csv is not None
     if listings_csv is not None:
         metadata.add(listings_csv.resolve())
     skipped = []
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         resolved = path.resolve()
         if resolved not in planned:
-            skipped.append(Skipped(path, _skip_reason(resolved, root.resolve(), metadata)))
+            skipped.append(Skipped(path, _skip_reason(resolved, root.resolve(), metadata, by_csv)))
     return skipped
 
 

@@ -13,7 +13,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from search.listings import imports
-from search.listings.import_plan import ImportPlanError, plan_houses, plan_import
+from search.listings.import_plan import ImportPlanError, plan_houses, plan_import, skipped_files
 from search.models import Job, Listing, Photo
 from tests import images
 from tests.shared_data import require_shared_data
@@ -196,4 +196,17 @@ def test_import_chunks_keep_each_zip_alone_and_cap_the_rest() -> None:
         [Path("4.jpg")],
         [Path("a.zip")],
         [Path("b.ZIP")],
+    ]
+
+
+def test_files_a_listings_csv_does_not_name_are_skipped_with_that_reason(tmp_path: Path) -> None:
+    root = tmp_path / "photos"
+    named = _write(root / "a.jpg", images.jpeg(1))
+    _write(root / "b.jpg", images.jpeg(2))
+    listings_csv = _write(root / "listings.csv", b"file,listing\na.jpg,flat-1\n")
+    plans = plan_import(root, listings_csv)
+    assert [path for plan in plans for path, _ in plan.files] == [named.resolve()]
+    assert [(s.path.name, s.reason) for s in skipped_files(root, plans, listings_csv)] == [
+        ("b.jpg", "not named in the listings CSV"),
+        ("listings.csv", "listing metadata, not a photo"),
     ]

@@ -1,6 +1,6 @@
 """The web process: `python -m flatsite.web -b HOST -p PORT [daphne options]` runs daphne on flatsite.asgi.
 
-Every launcher (Procfile, the container entrypoint, bench/load_test.py and the test servers of
+Every launcher (Procfile, the container entrypoint, bench/load/load_test.py and the test servers of
 tests/processes.py) starts web through this module, so the environment the process needs from its
 first instruction is set in one place. It replaces itself with daphne (same pid, signals go straight
 to daphne).

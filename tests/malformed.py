@@ -1,6 +1,6 @@
 """A deterministic corpus of malformed images: mutations of valid photos, lying headers and bombs.
 
-Shared by tests/search/test_malformed_corpus.py (CI size) and bench/fuzz_images.py (nightly size).
+Shared by tests/search/test_malformed_corpus.py (CI size) and bench/fuzz/fuzz_images.py (nightly size).
 Sample i of a corpus depends only on (seed, i) and the base photos, so a failure is reproducible from
 its index alone.
 """

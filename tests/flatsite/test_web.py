@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bench import load_test
+from bench.load import load_test
 from flatsite import web
 from tests import processes
 

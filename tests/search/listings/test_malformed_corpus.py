@@ -2,7 +2,7 @@
 
 Most of the corpus goes through the isolated decoder directly (one reused child process, as in a
 worker); a few hundred files go the whole way: upload service, staging, database rows, the processing
-service the Celery task calls, stored derivatives. The nightly-size run is `python -m bench.fuzz_images`.
+service the Celery task calls, stored derivatives. The nightly-size run is `python -m bench.fuzz`.
 """
 
 from __future__ import annotations

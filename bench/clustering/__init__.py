@@ -1,0 +1,1 @@
+"""Which clustering pipeline groups photos by room type, and how does it scale?"""

@@ -1,0 +1,1 @@
+"""Helpers shared by several benches: paths, the app under test, the matcher's cached evidence."""

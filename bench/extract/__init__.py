@@ -1,0 +1,1 @@
+"""How fast is feature extraction, and which preprocessing keeps matches?"""

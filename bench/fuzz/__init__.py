@@ -1,0 +1,1 @@
+"""Does ingest survive malformed images without crashing or leaking?"""

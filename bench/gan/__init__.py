@@ -1,0 +1,1 @@
+"""Does a GAN-trained encoder beat EfficientNet-Lite? (training budget, verdict on three measures)"""

@@ -1,0 +1,1 @@
+"""Which vector index (exact flat or HNSW) at which collection size?"""

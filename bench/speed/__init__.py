@@ -1,0 +1,1 @@
+"""How long do import and a search take through the app?"""

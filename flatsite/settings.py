@@ -117,6 +117,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "channels",
     "search",
     "training",
@@ -228,9 +229,10 @@ else:
     }
 
 REST_FRAMEWORK = {
+    # Token first: DRF takes the first class's WWW-Authenticate, so a missing or bad credential is a 401.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -240,6 +242,10 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "flatsite API",
     "DESCRIPTION": "Listings, photo upload and similarity search.",
     "VERSION": "0.1.0",
+    # Swagger UI and Redoc from drf-spectacular-sidecar's static files: the docs page uses no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # Upload limits (enforced by search.services before anything is stored).

@@ -18,10 +18,17 @@ class SearchConfig(AppConfig):
         from django.conf import settings
         from threadpoolctl import threadpool_limits
 
-        # Registers every Celery task of the app (and the job enqueuers) in every process, web too.
+        # Registers every Celery task of the app in every process, web too (flatsite.jobs.routes names them).
+        from flatsite.jobs import hooks
         from search.clusters import tasks as clusters_tasks  # noqa: F401
+        from search.listings import ingest, selectors
         from search.listings import tasks as listings_tasks  # noqa: F401
+        from search.models import Job
         from search.ops import tasks as ops_tasks  # noqa: F401
+
+        # What the job platform shows and cleans up of this app's jobs: an ingest job's photos.
+        hooks.details_register(selectors.job_details, fresh_for=(Job.Kind.INGEST,))
+        hooks.abandoned_register(ingest.job_abandoned)
 
         faiss.omp_set_num_threads(settings.FLATSITE_FAISS_THREADS)
         torch.set_num_threads(settings.FLATSITE_TORCH_THREADS or 1)

@@ -13,7 +13,7 @@ class TrainingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # Registers the training enqueuer in every process (web too), not only in Celery workers.
+        # Registers the training task in every process (web too): flatsite.jobs.routes sends it by name.
         from search.ops import evaluation
         from training import tasks  # noqa: F401
 

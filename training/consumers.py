@@ -1,4 +1,4 @@
-"""Websocket consumers of training runs: admins only; full snapshots; never write."""
+"""Websocket consumers of training runs: admins only; a snapshot, then new metric rows; never write."""
 
 from __future__ import annotations
 
@@ -20,30 +20,35 @@ def _code_for(user: Any) -> int | None:
 
 
 class RunConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
-    """Live snapshots of one run; also follows its current job so reconciler or jobs-page changes show."""
+    """One run, live: a snapshot, then updates with the metric rows this page lacks; also follows the run's
+    current job so reconciler or jobs-page changes show."""
 
     job_group: str | None = None
     job_status: str | None = None
+    cursor: events.Cursor | None = None  # the metric rows this connection's page holds
 
     async def connect(self) -> None:
         self.run_id = int(self.scope["url_route"]["kwargs"]["run_id"])
         code = await database_sync_to_async(_code_for)(self.scope.get("user"))
-        snapshot = None if code else await self._snapshot()
-        if snapshot is None:
+        message = None if code else await self._message()
+        if message is None:
             await self.close(code=code or 4404)
             return
         self.group = events.run_group(self.run_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
-        await self._send(snapshot)
+        await self._send(message)
 
     @database_sync_to_async
-    def _snapshot(self) -> dict[str, Any] | None:
+    def _message(self) -> dict[str, Any] | None:
         run = selectors.run_get(self.run_id)
-        return events.run_snapshot(run) if run is not None else None
+        if run is None:
+            return None
+        message, self.cursor = events.run_message(run, self.cursor)
+        return message
 
-    async def _send(self, snapshot: dict[str, Any]) -> None:
-        job = snapshot.get("job") or {}
+    async def _send(self, message: dict[str, Any]) -> None:
+        job = message["run"].get("job") or {}
         self.job_status = job.get("status")
         group = job_events.job_group(int(job["id"])) if job else None
         if group != self.job_group:
@@ -52,22 +57,31 @@ class RunConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             if group is not None:
                 await self.channel_layer.group_add(group, self.channel_name)
             self.job_group = group
-        await self.send_json({"type": "snapshot", "run": snapshot})
+        await self.send_json(message)
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        # A page that found a gap in its metric rows asks for the whole history again.
+        if isinstance(content, dict) and content.get("type") == "resync":
+            self.cursor = None
+            await self._resend()
+
+    async def _resend(self) -> None:
+        message = await self._message()
+        if message is not None:
+            await self._send(message)
 
     async def disconnect(self, code: int) -> None:
         for group in (getattr(self, "group", None), self.job_group):
             if group is not None:
                 await self.channel_layer.group_discard(group, self.channel_name)
 
-    async def run_snapshot(self, event: dict[str, Any]) -> None:
-        await self._send(event["run"])
+    async def run_changed(self, event: dict[str, Any]) -> None:
+        await self._resend()
 
     async def job_snapshot(self, event: dict[str, Any]) -> None:
-        # Only a status change matters here (progress arrives as run snapshots); re-read the whole run.
+        # Only a status change matters here (progress arrives as run changes); re-read the run.
         if event["job"].get("status") != self.job_status:
-            snapshot = await self._snapshot()
-            if snapshot is not None:
-                await self._send(snapshot)
+            await self._resend()
 
 
 class RunListConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]

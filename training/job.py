@@ -13,8 +13,9 @@ from typing import Any
 import torch
 from django.conf import settings
 
+from flatsite.jobs import runner as job_runner
 from flatsite.jobs import services as jobs
-from search.models import Job
+from flatsite.jobs.models import Job
 from search.ops import evaluation
 from training import artifacts, selectors, services
 from training.ml import StepStats, config_from_dict, train
@@ -144,25 +145,26 @@ def run_train(job_id: int, *, device: str | None = None, echo: Echo | None = Non
     cfg = config_from_dict(run.config)
     cfg = dataclasses.replace(cfg, num_workers=loader_workers(cfg.num_workers))
     recorder = Recorder(run, job_id, echo)
-    try:
-        fd = quality.fd_feature_fn(dev) if cfg.fd_every > 0 else None
-        result = train(
-            cfg, paths, artifacts.checkpoint_dir(run.pk), on_step=recorder, resume=resume, device=dev,
-            should_stop=lambda: jobs.job_should_stop(job_id), fd_features=fd,
-        )  # fmt: skip
-    except Exception as exc:
-        log.exception("training run %s failed", run.pk)
-        _flush_quietly(recorder)
-        return services.run_end(job_id, status=Job.Status.FAILED, error=f"training failed: {exc}")
-    recorder.flush(checkpoint=result.last_checkpoint, step=result.steps_done)
-    status = Job.Status.CANCELLED if result.stopped else Job.Status.SUCCEEDED
-    summary = {
-        "run_id": run.pk,
-        "steps": result.steps_done,
-        "checkpoint": str(result.last_checkpoint) if result.last_checkpoint else "",
-        "fd_lite": result.last_fd_lite,
-    }
-    return services.run_end(job_id, status=status, result=summary)
+
+    def work(ctx: job_runner.JobContext) -> dict[str, Any]:
+        try:
+            fd = quality.fd_feature_fn(dev) if cfg.fd_every > 0 else None
+            result = train(
+                cfg, paths, artifacts.checkpoint_dir(run.pk), on_step=recorder, resume=resume, device=dev,
+                should_stop=ctx.should_stop, fd_features=fd,
+            )  # fmt: skip
+        except Exception:
+            _flush_quietly(recorder)
+            raise
+        recorder.flush(checkpoint=result.last_checkpoint, step=result.steps_done)
+        return {
+            "run_id": run.pk,
+            "steps": result.steps_done,
+            "checkpoint": str(result.last_checkpoint) if result.last_checkpoint else "",
+            "fd_lite": result.last_fd_lite,
+        }
+
+    return job_runner.job_run(job_id, work, label="training", finish=services.run_end)
 
 
 def _flush_quietly(recorder: Recorder) -> None:
@@ -179,28 +181,19 @@ def run_index(job_id: int, *, echo: Echo | None = None) -> Job:
     run = selectors.run_for_job(job_id)
     if run is None:
         return services.run_end(job_id, status=Job.Status.FAILED, error="the job belongs to no training run")
-    try:
+
+    def work(ctx: job_runner.JobContext) -> dict[str, Any]:
         name = services.run_register_encoder(run)
         ids = features.photos_missing(name)
-        jobs.job_progress(job_id, done=0, total=len(ids), message=f"extracting with {name}")
+        ctx.on_step(0, total=len(ids), message=f"extracting with {name}")
         if echo is not None:
             echo(f"run #{run.pk}: extracting {len(ids)} photos with {name}")
+        done = features.features_extract(name, ids, on_step=ctx.on_step, should_stop=ctx.should_stop)
+        if not ctx.should_stop():
+            _evaluate_after_index(job_id, name, echo)
+        return {"run_id": run.pk, "encoder": name, "extracted": done}
 
-        def step(done: int) -> None:
-            jobs.job_progress(job_id, done=done)
-
-        done = features.features_extract(
-            name, ids, on_step=step, should_stop=lambda: jobs.job_should_stop(job_id)
-        )
-    except Exception as exc:
-        log.exception("indexing with run %s failed", run.pk)
-        return services.run_end(job_id, status=Job.Status.FAILED, error=f"indexing failed: {exc}")
-    status = Job.Status.CANCELLED if jobs.job_should_stop(job_id) else Job.Status.SUCCEEDED
-    if status == Job.Status.SUCCEEDED:
-        _evaluate_after_index(job_id, name, echo)
-    return services.run_end(
-        job_id, status=status, result={"run_id": run.pk, "encoder": name, "extracted": done}
-    )
+    return job_runner.job_run(job_id, work, label="indexing", finish=services.run_end)
 
 
 def _evaluate_after_index(job_id: int, encoder: str, echo: Echo | None) -> None:

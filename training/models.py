@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from search.models import Job
+from flatsite.jobs.models import Job
 
 
 class TrainingRun(models.Model):

@@ -8,8 +8,9 @@ from typing import Any
 from django.db.models import QuerySet
 from django.urls import reverse
 
-from flatsite.core import roles, storage
-from search.models import Job, Photo
+from flatsite.core import storage
+from flatsite.jobs.models import Job
+from search.models import Photo
 from training.ml import list_images
 from training.models import TrainingMetric, TrainingRun, TrainingSample
 
@@ -26,13 +27,6 @@ def runs_list() -> QuerySet[TrainingRun]:
 def run_get(run_id: int) -> TrainingRun | None:
     """One run with its current job, or None."""
     return runs_list().filter(pk=run_id).first()
-
-
-def run_viewable(user: Any, run_id: int) -> TrainingRun | None:
-    """The run if the user may watch and manage training (admins), else None."""
-    if not roles.can(user, roles.MANAGE_JOBS):
-        return None
-    return run_get(run_id)
 
 
 def run_for_job(job_id: int) -> TrainingRun | None:
@@ -55,6 +49,21 @@ def run_metrics(run: TrainingRun, max_points: int = MAX_POINTS) -> dict[str, lis
         stride = -(-count // max_points)
         # Keep the newest row so the chart always reaches the current step.
         rows = rows[::stride] if (count - 1) % stride == 0 else [*rows[::stride], rows[-1]]
+    return _columns(rows)
+
+
+def run_metrics_after(run: TrainingRun, step: int, limit: int) -> dict[str, list[Any]]:
+    """Metric rows newer than `step` as columns, oldest first, at most `limit` of them (not thinned)."""
+    qs = TrainingMetric.objects.filter(run=run, step__gt=step).order_by("step")
+    return _columns(list(qs.values_list(*SERIES)[:limit]))
+
+
+def metric_mark(run: TrainingRun, step: int) -> int:
+    """How many metric rows a run has at or below `step` (changes only when a resumed run rewinds)."""
+    return TrainingMetric.objects.filter(run=run, step__lte=step).count()
+
+
+def _columns(rows: list[tuple[Any, ...]]) -> dict[str, list[Any]]:
     return {name: [row[i] for row in rows] for i, name in enumerate(SERIES)}
 
 

@@ -14,8 +14,8 @@ from django.db import transaction
 
 from flatsite.core import storage
 from flatsite.jobs import services as jobs
+from flatsite.jobs.models import Job
 from search.ml.encoders.registry import list_encoders, register_encoder
-from search.models import Job
 from training import artifacts, events, presets, selectors
 from training.ml import config_from_dict, config_to_dict, total_steps
 from training.ml.checkpoint import checkpoint_name, list_checkpoints

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from celery import shared_task
-from django.conf import settings
 
 from flatsite.jobs import services as jobs
-from search.models import Job
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+@shared_task(
+    name="training.tasks.training_job_run", acks_late=True, reject_on_worker_lost=True, ignore_result=True
+)
 def training_job_run(job_id: int) -> None:
     """Train a run (from its latest checkpoint, so a redelivered job resumes) or index with its encoder."""
     if jobs.job_claim(job_id) is None:
@@ -17,13 +17,3 @@ def training_job_run(job_id: int) -> None:
     from training import job as runner  # torch and the GAN load only in processes that train
 
     runner.job_run(job_id, worker=True)  # worker: thread limit, no DataLoader processes in a daemon
-
-
-def training_queue() -> str:
-    """GPU workers listen on "gpu"; without one, training runs on the default CPU workers."""
-    return "gpu" if settings.FLATSITE_GPU_QUEUE else "default"
-
-
-jobs.ENQUEUERS[Job.Kind.TRAIN] = lambda job_id: training_job_run.apply_async(
-    (job_id,), queue=training_queue()
-)

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
-from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import (
     FileResponse,
@@ -16,30 +14,20 @@ from django.http import (
     HttpRequest,
     HttpResponse,
     HttpResponseBase,
-    HttpResponseForbidden,
     JsonResponse,
 )
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from flatsite.core import roles, storage
+from flatsite.core.permissions import role_required
 from training import events, presets, selectors, services
 from training.forms import RunResumeForm, RunStartForm
 from training.models import TrainingRun
 
 View = Callable[..., HttpResponseBase]
 
-
-def admin_only(view: View) -> View:
-    """Log-in required; then only users who manage jobs (admins) get through."""
-
-    @wraps(view)
-    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        if not roles.can(request.user, roles.MANAGE_JOBS):
-            return HttpResponseForbidden("Only admins can manage training runs.")
-        return view(request, *args, **kwargs)
-
-    return login_required(wrapped)
+admin_only = role_required(roles.MANAGE_JOBS, "Only admins can manage training runs.")
 
 
 def _run_or_404(run_id: int) -> TrainingRun:

@@ -10,8 +10,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from flatsite.core import roles
-from flatsite.jobs import events
-from search.listings import selectors
+from flatsite.jobs import events, hooks, selectors
 
 
 class CoalescingSender(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
@@ -72,9 +71,7 @@ class JobConsumer(CoalescingSender):
         job = selectors.job_viewable(user, job_id)
         if job is None:
             return None
-        data = events.job_snapshot(job)
-        data["items"] = selectors.job_items(job)
-        return data
+        return {**events.job_snapshot(job), **hooks.job_details(job)}
 
     async def disconnect(self, code: int) -> None:
         self.stop_sending()
@@ -83,14 +80,16 @@ class JobConsumer(CoalescingSender):
 
     async def job_snapshot(self, event: dict[str, Any]) -> None:
         job = event["job"]
-        if job.get("kind") == "ingest":
-            # Per-photo outcomes are read fresh so the page always matches the database.
+        if hooks.details_fresh(str(job.get("kind"))):
+            # Details that change as the job runs (e.g. per-photo outcomes) are read fresh from the database.
             job = await self._snapshot(self.scope.get("user"), int(job["id"])) or job
         await self.send_latest("job", {"type": "snapshot", "job": job})
 
 
 class JobListConsumer(CoalescingSender):
     """Live snapshots of every job a user may see (their own; all for admins), coalesced per job."""
+
+    RESYNC_SIZE = 100  # as many jobs as the Jobs page lists
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -101,6 +100,15 @@ class JobListConsumer(CoalescingSender):
         self.group = events.jobs_group(None if is_admin else user.pk)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
+        # What changed between the page's render and this connect (or while reconnecting) was sent to no
+        # one: the newest jobs' snapshots, oldest first, bring the page up to date.
+        for snapshot in await self._newest(user):
+            await self.send_latest(snapshot["id"], {"type": "snapshot", "job": snapshot})
+
+    @database_sync_to_async
+    def _newest(self, user: Any) -> list[dict[str, Any]]:
+        newest = list(selectors.jobs_visible(user)[: self.RESYNC_SIZE])
+        return [events.job_snapshot(job) for job in reversed(newest)]
 
     async def disconnect(self, code: int) -> None:
         self.stop_sending()

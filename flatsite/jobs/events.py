@@ -9,7 +9,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
-from search.models import Job
+from flatsite.jobs.models import Job
 
 log = logging.getLogger(__name__)
 _last_sent: dict[int, float] = {}
@@ -45,6 +45,13 @@ def job_snapshot(job: Job) -> dict[str, Any]:
         "heartbeat_at": job.heartbeat_at.isoformat() if job.heartbeat_at else None,
         "is_final": job.is_final,
     }
+
+
+def job_created(job_id: int) -> None:
+    """Announce a new job to its watchers and the job lists, as stored (called once its row commits)."""
+    job = Job.objects.filter(pk=job_id).first()
+    if job is not None:
+        job_changed(job, force=True)
 
 
 def job_changed(job: Job, *, force: bool = False) -> None:

@@ -1,4 +1,4 @@
-"""Websocket URL routes of the search app."""
+"""Websocket URL routes of the job pages."""
 
 from django.urls import path
 

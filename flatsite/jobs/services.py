@@ -4,28 +4,28 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import celery
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from flatsite.jobs import events
-from search.models import Job, Photo
+from flatsite.jobs import events, hooks, routes
+from flatsite.jobs.models import Job
 
 log = logging.getLogger(__name__)
-
-#: kind -> function(job_id) that puts the job's task on the queue; filled by tasks modules.
-ENQUEUERS: dict[str, Callable[[int], None]] = {}
 
 
 def job_create(kind: str, *, user: Any = None, params: dict[str, Any] | None = None, total: int = 0) -> Job:
     """Create a queued job; the caller enqueues it on commit."""
-    return Job.objects.create(kind=kind, created_by=user, params=params or {}, total=total)
+    job = Job.objects.create(kind=kind, created_by=user, params=params or {}, total=total)
+    # Job lists add the row live; sent after commit so a page that follows the link finds the job.
+    transaction.on_commit(lambda: events.job_created(job.pk))
+    return job
 
 
 @dataclass
@@ -47,14 +47,19 @@ def job_enqueue(job: Job) -> Enqueued:
     return outcome
 
 
+def task_send(kind: str, job_id: int) -> None:
+    """Put a kind's task for one job on its queue (the one seam tests replace to send nothing)."""
+    task = celery.current_app.tasks[routes.TASKS[kind]]
+    task.apply_async((job_id,), queue=routes.job_queue(kind))
+
+
 def job_enqueue_now(job_id: int, kind: str) -> bool:
     """Send the task now; a broker outage leaves the job queued for the reconciler."""
-    enqueue = ENQUEUERS.get(kind)
-    if enqueue is None:
+    if kind not in routes.TASKS:
         log.error("no task registered for job kind %s", kind)
         return False
     try:
-        enqueue(job_id)
+        task_send(kind, job_id)
     except Exception as exc:  # broker down: the job row is safe, the reconciler re-sends it
         log.warning("queue unavailable for job %s: %s", job_id, exc)
         Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(
@@ -180,10 +185,7 @@ def job_cancel(job_id: int) -> Job:
 def _abandon(job: Job) -> None:
     error = f"worker died {job.stalled_attempts} times without progress; giving up"
     with transaction.atomic():
-        # Photos of a failed batch get a final state too: none stays "received" forever.
-        Photo.objects.filter(job=job, status=Photo.Status.RECEIVED).update(
-            status=Photo.Status.REJECTED, reject_reason=f"not processed: {error}"
-        )
+        hooks.job_abandoned(job, error)  # the domain's cleanup (e.g. the batch's photos) commits with it
         job_finish(job.pk, status=Job.Status.FAILED, error=error)
 
 

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from search.listings import views
+from flatsite.jobs import views
 
 app_name = "jobs"
 urlpatterns = [

@@ -16,6 +16,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from flatsite.core import storage
+from flatsite.jobs import runner
 from flatsite.jobs import services as jobs
 from search.clusters import assign as cluster_assign
 from search.clusters import carry as cluster_carry
@@ -145,21 +146,23 @@ def job_cluster_run(job_id: int) -> Job:
     """Body of a claimed clustering job: fit, carry over, store, make current; finishes the job."""
     from search.ml.clusters.pipeline import FitCancelled
 
-    job = Job.objects.get(pk=job_id)
-    run = _run_for_job(job)
-    try:
-        with _heartbeat(job_id):
-            _fit_and_store(run, job_id)
-    except FitCancelled:
-        _run_close(run.pk, ClusteringRun.Status.CANCELLED, "cancelled")
-        return jobs.job_finish(job_id, status=Job.Status.CANCELLED, result={"run": run.pk})
-    except Exception as exc:  # a failed fit fails the job with its reason; retrying would fail the same way
-        log.exception("clustering job %s failed", job_id)
-        _run_close(run.pk, ClusteringRun.Status.FAILED, str(exc))
-        return jobs.job_finish(job_id, status=Job.Status.FAILED, result={"run": run.pk}, error=str(exc))
-    run.refresh_from_db()
-    result = {"run": run.pk, "summary": _job_summary(run)}
-    return jobs.job_finish(job_id, result=result)
+    run = _run_for_job(Job.objects.get(pk=job_id))
+
+    def work(ctx: runner.JobContext) -> dict[str, Any]:
+        ctx.result["run"] = run.pk  # on the job whatever the outcome
+        try:
+            with _heartbeat(job_id):
+                _fit_and_store(run, job_id)
+        except FitCancelled:
+            _run_close(run.pk, ClusteringRun.Status.CANCELLED, "cancelled")
+            raise runner.JobStopped from None
+        except Exception as exc:
+            _run_close(run.pk, ClusteringRun.Status.FAILED, str(exc))
+            raise
+        run.refresh_from_db()
+        return {"summary": _job_summary(run)}
+
+    return runner.job_run(job_id, work, label="clustering")
 
 
 def _run_for_job(job: Job) -> ClusteringRun:

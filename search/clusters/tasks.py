@@ -13,7 +13,6 @@ from django.conf import settings
 from flatsite.jobs import services as jobs
 from search.clusters import assign as cluster_assign
 from search.clusters import runs as clusters
-from search.models import Job
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +30,6 @@ def clustering_run(job_id: int) -> None:
     clusters.job_cluster_run(job_id)
 
 
-@shared_task(name="search.tasks_clusters.clusters_assign_provisional", ignore_result=True)
-def clusters_assign_provisional(photo_ids: list[int]) -> int:
-    """Place newly featured photos into the current run's clusters, provisionally."""
-    return cluster_assign.photos_assign_provisional(photo_ids)
-
-
 @worker_process_init.connect
 def _warm_up_clustering(**_: Any) -> None:
     """Optionally compile the clustering kernels in the background, so the first placement is fast."""
@@ -50,6 +43,3 @@ def _warm_up_clustering(**_: Any) -> None:
             log.warning("clustering warm-up failed", exc_info=True)
 
     threading.Thread(target=run, name="clustering-warm-up", daemon=True).start()
-
-
-jobs.ENQUEUERS[Job.Kind.CLUSTER] = lambda job_id: clustering_run.delay(job_id)

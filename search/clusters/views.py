@@ -3,43 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseForbidden, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET
 
 from flatsite.confirm import confirmation_page, confirmed
 from flatsite.core import roles
+from flatsite.core.permissions import post_only, role_required
 from search.clusters import actions, runs
 from search.clusters import selectors as sel
 from search.models import ClusteringRun
 
-View = Callable[..., HttpResponse]
-
-
-def _needs(perm: str, text: str) -> Callable[[View], View]:
-    def decorate(view: View) -> View:
-        @login_required
-        @wraps(view)
-        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            if not roles.can(request.user, perm):
-                return HttpResponseForbidden(text)
-            return view(request, *args, **kwargs)
-
-        return wrapped
-
-    return decorate
-
-
-review_required = _needs(roles.REVIEW, "Only moderators and admins can review clusters.")
-manage_required = _needs(roles.MANAGE_JOBS, "Only admins can start clustering runs.")
+review_required = role_required(roles.REVIEW, "Only moderators and admins can review clusters.")
+manage_required = role_required(roles.MANAGE_JOBS, "Only admins can start clustering runs.")
 
 
 def _run_or_404(run_id: int | None) -> ClusteringRun:
@@ -224,7 +206,7 @@ def _current_run_id(request: HttpRequest) -> int:
 
 
 @review_required
-@require_POST
+@post_only("clusters:detail")
 def cluster_name(request: HttpRequest, cluster_id: int) -> HttpResponse:
     """Name a cluster."""
     name = request.POST.get("name", "")
@@ -233,7 +215,7 @@ def cluster_name(request: HttpRequest, cluster_id: int) -> HttpResponse:
 
 
 @review_required
-@require_POST
+@post_only("clusters:detail")
 def cluster_approve(request: HttpRequest, cluster_id: int) -> HttpResponse:
     """Approve a cluster (approved=0 withdraws the approval)."""
     approved = request.POST.get("approved", "1") != "0"
@@ -244,7 +226,7 @@ def cluster_approve(request: HttpRequest, cluster_id: int) -> HttpResponse:
 
 
 @review_required
-@require_POST
+@post_only("clusters:detail")
 def cluster_noise(request: HttpRequest, cluster_id: int) -> HttpResponse:
     """Dissolve a cluster into noise (after a confirmation page)."""
     return _confirm_first(
@@ -257,7 +239,7 @@ def cluster_noise(request: HttpRequest, cluster_id: int) -> HttpResponse:
 
 
 @review_required
-@require_POST
+@post_only("clusters:detail")
 def cluster_merge(request: HttpRequest, cluster_id: int) -> HttpResponse:
     """Merge the chosen clusters into this one (after a confirmation page)."""
     return _confirm_first(
@@ -270,7 +252,7 @@ def cluster_merge(request: HttpRequest, cluster_id: int) -> HttpResponse:
 
 
 @review_required
-@require_POST
+@post_only("clusters:list")
 def photos_move(request: HttpRequest) -> HttpResponse:
     """Move selected photos into a cluster."""
     run_id = _current_run_id(request)
@@ -285,7 +267,7 @@ def photos_move(request: HttpRequest) -> HttpResponse:
 
 
 @review_required
-@require_POST
+@post_only("clusters:list")
 def photos_split(request: HttpRequest) -> HttpResponse:
     """Split selected photos off into a new cluster (after a confirmation page)."""
     run_id = _current_run_id(request)
@@ -300,7 +282,7 @@ def photos_split(request: HttpRequest) -> HttpResponse:
 
 
 @review_required
-@require_POST
+@post_only("clusters:list")
 def photos_noise(request: HttpRequest) -> HttpResponse:
     """Mark selected photos as noise ("not in this cluster"), after a confirmation page."""
     run_id = _current_run_id(request)
@@ -314,7 +296,7 @@ def photos_noise(request: HttpRequest) -> HttpResponse:
 
 
 @review_required
-@require_POST
+@post_only("clusters:list")
 def undo(request: HttpRequest) -> HttpResponse:
     """Undo the newest action of the current run that is not undone yet (the one the button named)."""
     run_id = _current_run_id(request)
@@ -330,7 +312,7 @@ def undo(request: HttpRequest) -> HttpResponse:
 
 
 @manage_required
-@require_POST
+@post_only("clusters:runs")
 def rerun(request: HttpRequest) -> HttpResponse:
     """Admin: start a clustering run (parameters default to the current run's) and watch its job."""
     params: dict[str, Any] = {}
@@ -349,7 +331,7 @@ def rerun(request: HttpRequest) -> HttpResponse:
 
 
 @manage_required
-@require_POST
+@post_only("clusters:run")
 def run_current(request: HttpRequest, run_id: int) -> HttpResponse:
     """Admin: make an older (ready) run the current one."""
     try:

@@ -379,6 +379,13 @@ def job_ingest_run(job_id: int, *, then: Callable[[Job], dict[str, Any]] | None 
     return jobs.job_finish(job_id, result=result)
 
 
+def job_abandoned(job: Job, error: str) -> None:
+    """Give the photos of an abandoned ingest job a final state: none stays "received" forever."""
+    Photo.objects.filter(job=job, status=Photo.Status.RECEIVED).update(
+        status=Photo.Status.REJECTED, reject_reason=f"not processed: {error}"
+    )
+
+
 def _final_count(job_id: int) -> int:
     # Every photo of the batch counts, so an upload of 10 photos reads n/10 whatever each turns out to be;
     # copies linked at upload time are final from the start.

@@ -122,19 +122,6 @@ def listing_matched(user: Any, listing_id: int, seen: Collection[int] = ()) -> M
     return MatchedListing(photos[0].listing, photos) if photos else None
 
 
-def jobs_visible(user: Any) -> QuerySet[Job]:
-    """Jobs a user may watch: their own, or all for admins."""
-    qs = Job.objects.select_related("created_by")
-    if roles.can(user, roles.MANAGE_JOBS):
-        return qs
-    return qs.filter(created_by=user) if user.is_authenticated else qs.none()
-
-
-def job_viewable(user: Any, job_id: int) -> Job | None:
-    """The job if the user may watch it."""
-    return jobs_visible(user).filter(pk=job_id).first()
-
-
 def job_items(job: Job, limit: int = 500) -> list[dict[str, Any]]:
     """Per-photo state of a job (for its detail page)."""
     photos = job.photos.select_related("duplicate_of").order_by("id")[:limit]
@@ -150,6 +137,11 @@ def job_items(job: Job, limit: int = 500) -> list[dict[str, Any]]:
     ]
 
 
+def job_details(job: Job) -> dict[str, Any]:
+    """What a job page shows beyond the platform's snapshot: the job's photos and their outcomes."""
+    return {"items": job_items(job)}
+
+
 def photo_counts(listing_ids: list[int] | None = None) -> dict[str, int]:
     """Photos by status (optionally for some listings)."""
     qs = Photo.objects.all()
@@ -157,11 +149,6 @@ def photo_counts(listing_ids: list[int] | None = None) -> dict[str, int]:
         qs = qs.filter(listing_id__in=listing_ids)
     rows = qs.values("status").annotate(n=Count("id"))
     return {row["status"]: row["n"] for row in rows}
-
-
-def photos_search_scope(user: Any) -> Q:
-    """Filter of the photos a user's searches may return."""
-    return Q() if roles.can(user, roles.SEARCH) else Q(pk__in=[])
 
 
 def features_matrix(encoder: str, photo_ids: list[int] | None = None) -> tuple[Any, Any]:

@@ -1,4 +1,4 @@
-"""Listings: create and update, always owned by one agent."""
+"""Listings: create (or find for an import), always owned by one agent."""
 
 from __future__ import annotations
 
@@ -27,18 +27,6 @@ def listing_create(*, owner: Any, title: str, **fields: Any) -> Listing:
             listing.save()
     except IntegrityError as exc:
         raise ValidationError("a listing with this external id already exists for this agent") from exc
-    return listing
-
-
-def listing_update(listing: Listing, **fields: Any) -> Listing:
-    """Update a listing's descriptive fields."""
-    for key, value in fields.items():
-        if key not in LISTING_FIELDS:
-            raise ValidationError(f"unknown listing field: {key}")
-        setattr(listing, key, value)
-    listing.full_clean()
-    with transaction.atomic():
-        listing.save()
     return listing
 
 

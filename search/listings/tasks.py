@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from celery import Task, shared_task
-from django.conf import settings
 
 from flatsite.jobs import services as jobs
 from search import pipeline
@@ -61,16 +60,5 @@ def indexes_reconcile() -> dict[str, dict[str, int] | str]:
     """Periodic: repair drift between live index files and the database (e.g. after a crash)."""
     return index.indexes_reconcile()
 
-
-def _extract_queue() -> str:
-    # GPU workers listen on "gpu"; without one, extraction runs on the default CPU workers.
-    return "gpu" if settings.FLATSITE_GPU_QUEUE else "default"
-
-
-jobs.ENQUEUERS[Job.Kind.INGEST] = lambda job_id: photos_process.delay(job_id)
-jobs.ENQUEUERS[Job.Kind.REINDEX] = lambda job_id: index_rebuild.delay(job_id)
-jobs.ENQUEUERS[Job.Kind.EXTRACT] = lambda job_id: features_extract.apply_async(
-    (job_id,), queue=_extract_queue()
-)
 
 from search.clusters import tasks as tasks_clusters  # noqa: E402,F401  (registers the clustering tasks with Celery)

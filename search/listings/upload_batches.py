@@ -7,6 +7,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
+from flatsite.jobs.selectors import job_viewable
 from search.listings import selectors
 from search.models import Job, Listing, Photo, UploadBatch
 
@@ -62,9 +63,9 @@ def upload_batch_viewable(user: Any, listing_id: int, batch_id: int) -> UploadVi
     return UploadView(
         batch=batch,
         job=batch.job,
-        job_watchable=batch.job is not None and selectors.job_viewable(user, batch.job.pk) is not None,
+        job_watchable=batch.job is not None and job_viewable(user, batch.job.pk) is not None,
         extract_job=extract,
-        extract_watchable=extract is not None and selectors.job_viewable(user, extract.pk) is not None,
+        extract_watchable=extract is not None and job_viewable(user, extract.pk) is not None,
         searchable=_searchable(batch.job, extract),
     )
 

@@ -6,13 +6,12 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import (
     FileResponse,
     Http404,
     HttpRequest,
     HttpResponse,
-    HttpResponseForbidden,
     HttpResponseRedirect,
 )
 from django.http.response import HttpResponseBase
@@ -21,6 +20,8 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
 from flatsite.core import roles, storage
+from flatsite.core.permissions import CREATE_LISTING_DENIED, OWN_LISTING_UPLOAD_ONLY, role_required
+from flatsite.jobs.selectors import jobs_visible
 from search.listings import ingest, selectors
 from search.listings import services as listings
 from search.listings import upload_batches as selectors_uploads
@@ -35,7 +36,7 @@ def home(request: HttpRequest) -> HttpResponse:
     """Dashboard: own listings, recent jobs."""
     context = {
         "listings": selectors.listings_visible(request.user)[:20],
-        "jobs": selectors.jobs_visible(request.user)[:10],
+        "jobs": jobs_visible(request.user)[:10],
         "counts": selectors.photo_counts(),
     }
     return render(request, "search/home.html", context)
@@ -47,12 +48,10 @@ def listing_list(request: HttpRequest) -> HttpResponse:
     return render(request, "search/listing_list.html", {"listings": selectors.listings_visible(request.user)})
 
 
-@login_required
+@role_required(roles.UPLOAD, CREATE_LISTING_DENIED)
 @require_http_methods(["GET", "POST"])
 def listing_create(request: HttpRequest) -> HttpResponse:
     """Create a listing (realtors and admins)."""
-    if not roles.can(request.user, roles.UPLOAD):
-        return HttpResponseForbidden("Only realtors can create listings.")
     form = ListingForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -97,7 +96,7 @@ def listing_upload(request: HttpRequest, listing_id: int) -> HttpResponse:
         return redirect("listings:detail", listing_id=listing_id)
     listing = selectors.listing_editable(request.user, listing_id)
     if listing is None:
-        return HttpResponseForbidden("You can only upload photos to your own listings.")
+        raise PermissionDenied(OWN_LISTING_UPLOAD_ONLY)
     files = request.FILES.getlist("files")
     context: dict[str, Any] = {"listing": listing, "photos": selectors.listing_photos(listing)}
     context.update({"editable": True, "form": UploadForm()})
@@ -131,37 +130,6 @@ def upload_result(request: HttpRequest, listing_id: int, batch_id: int) -> HttpR
         "queue_unavailable": ingest.QUEUE_UNAVAILABLE if upload.queue_unavailable else "",
     }
     return render(request, "search/upload_result.html", context)
-
-
-@login_required
-def job_list(request: HttpRequest) -> HttpResponse:
-    """Jobs the user may watch, live."""
-    return render(request, "search/job_list.html", {"jobs": selectors.jobs_visible(request.user)[:100]})
-
-
-@login_required
-def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
-    """One job with a live progress bar."""
-    job = selectors.job_viewable(request.user, job_id)
-    if job is None:
-        raise Http404("No such job, or it is not yours.")
-    return render(request, "search/job_detail.html", {"job": job, "items": selectors.job_items(job)})
-
-
-@login_required
-@require_http_methods(["GET", "POST"])
-def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
-    """Cancel a job (its owner or an admin); a GET (a reopened URL) only shows the job."""
-    from flatsite.jobs import services as jobs
-
-    job = selectors.job_viewable(request.user, job_id)
-    if job is None:
-        raise Http404("No such job, or it is not yours.")
-    if request.method == "GET":
-        return redirect("jobs:detail", job_id=job.pk)
-    jobs.job_cancel(job.pk)
-    messages.info(request, f"Cancel requested for job #{job.pk}.")
-    return redirect("jobs:detail", job_id=job.pk)
 
 
 @login_required

@@ -16,6 +16,7 @@ from PIL import Image, ImageOps
 from flatsite.core import storage
 from search.clusters.selectors import photo_room_tags
 from search.listings.decoding import image_normalise
+from search.matching.evidence import evidence_words
 from search.matching.index import index_for_search
 from search.matching.rerank import RerankIndexes, rerank_encoder, rerank_indexes, similar_rerank
 from search.ml.encoders.registry import load_encoder
@@ -57,6 +58,7 @@ class QueryImage:
     vector: np.ndarray | None = None  # (D,) search-encoder embedding
     local: LocalFeatures | None = None
     vector2: np.ndarray | None = None  # (D2,) re-rank-encoder embedding
+    listing_id: int | None = None  # a stored query's own listing: not listed as a match "by listing"
 
 
 @dataclass
@@ -68,6 +70,11 @@ class MatchRow:
     score: float
     evidence: dict[str, Any]
 
+    @property
+    def words(self) -> str:
+        """The match in plain words (search/matching/evidence.py)."""
+        return evidence_words(self.level, self.evidence)
+
 
 @dataclass
 class SearchResult:
@@ -77,6 +84,7 @@ class SearchResult:
     matches: list[MatchRow]
     took_ms: float
     timings: dict[str, float] = field(default_factory=dict)
+    query_listing_id: int | None = None
 
     def as_json(self, query: str) -> dict[str, Any]:
         """The JSON shape shared by the API and find_similar --json."""
@@ -105,20 +113,40 @@ class SearchResult:
         ]
         return [g for g in groups if g[2]]
 
+    @property
+    def has_similar(self) -> bool:
+        """Whether any similar look cleared the floor."""
+        return any(row.level == Level.SIMILAR.value for row in self.matches)
+
     def by_listing(self) -> list[dict[str, Any]]:
-        """Listings with matched photos, strongest evidence first."""
+        """Other listings with matched photos, strongest evidence first.
+
+        "matched" counts copies and same-room photos only; "similar" counts the similar looks beside them.
+        """
         listings: dict[int, dict[str, Any]] = {}
         for row in self.matches:
-            entry = listings.setdefault(
-                row.photo.listing_id, {"listing": row.photo.listing, "rows": [], "best": row.level}
-            )
+            if row.photo.listing_id == self.query_listing_id:
+                continue  # the query's own listing is where the photo comes from, not a match
+            entry = listings.setdefault(row.photo.listing_id, {"listing": row.photo.listing, "rows": []})
             entry["rows"].append(row)
         rank = {lv.value: i for i, lv in enumerate(LEVEL_ORDER)}
         for entry in listings.values():
             entry["best"] = min((r.level for r in entry["rows"]), key=rank.__getitem__)
+            entry["similar"] = sum(r.level == Level.SIMILAR.value for r in entry["rows"])
+            entry["matched"] = len(entry["rows"]) - entry["similar"]
             # A copy or the same room in another listing means that listing probably shows this flat.
-            entry["probable_duplicate"] = entry["best"] != Level.SIMILAR.value
-        return sorted(listings.values(), key=lambda e: (rank[e["best"]], -len(e["rows"])))
+            entry["probable_duplicate"] = entry["matched"] > 0
+        return sorted(listings.values(), key=lambda e: (rank[e["best"]], -e["matched"], -e["similar"]))
+
+    def only(self, levels: set[str], agent: str = "") -> SearchResult:
+        """The same result keeping the given levels (all when empty) and one agent's photos (all when "")."""
+        rows = [
+            row
+            for row in self.matches
+            if (not levels or row.level in levels)
+            and (not agent or row.photo.listing.owner.get_username() == agent)
+        ]
+        return replace(self, matches=rows)
 
 
 def thresholds() -> LevelThresholds:
@@ -166,6 +194,7 @@ def query_from_photo(photo: Photo) -> QueryImage:
         vector=np.frombuffer(bytes(vector), dtype=np.float32) if vector is not None else None,
         local=LocalFeatures.from_bytes(bytes(local)) if local is not None else None,
         vector2=np.frombuffer(bytes(vector2), dtype=np.float32) if vector2 is not None else None,
+        listing_id=photo.listing_id,
     )
 
 
@@ -202,7 +231,30 @@ class _Shortlist:
     centred: bool = False
 
 
-def _shortlist(query: QueryImage, size: int, index: VectorIndex | None, encoder: str) -> _Shortlist:
+def _hits(index: VectorIndex, vectors: np.ndarray, size: int, exclude: set[int]) -> dict[int, float]:
+    scores, ids = index.search(vectors, min(size, len(index)))  # (1 or 2, k)
+    merged = merge_hits((scores, ids))  # each id's best score over the query and its mirror
+    return {pid: score for pid, score in merged.items() if pid not in exclude}
+
+
+def _room_hits(
+    index: VectorIndex, vectors: np.ndarray, want: int, room_tag: str, exclude: set[int]
+) -> dict[int, float]:
+    """The `want` nearest photos carrying room_tag: the search widens until it has them or runs out."""
+    size = want
+    while True:
+        hits = _hits(index, vectors, size, exclude)
+        tags = photo_room_tags(list(hits))
+        tagged = {pid: score for pid, score in hits.items() if tags.get(pid) == room_tag}
+        if len(tagged) >= want or size >= len(index):
+            return dict(sorted(tagged.items(), key=lambda item: -item[1])[:want])
+        size *= 4
+
+
+def _shortlist(
+    query: QueryImage, size: int, index: VectorIndex | None, encoder: str, room: tuple[str, int] = ("", 0)
+) -> _Shortlist:
+    """The nearest `size` photos and, with room = (tag, n), the nearest n photos carrying that room tag."""
     if index is None or len(index) == 0:
         return _Shortlist({})
     model = load_encoder(encoder)
@@ -214,9 +266,9 @@ def _shortlist(query: QueryImage, size: int, index: VectorIndex | None, encoder:
     if images:
         rows.append(model.embed_images(images))
     vectors = np.vstack(rows)  # (1 or 2, D): the query first, then its mirror
-    scores, ids = index.search(vectors, min(size, len(index)))  # (1 or 2, k)
-    merged = merge_hits((scores, ids))  # each id's best score over both rows
-    kept = {pid: score for pid, score in merged.items() if pid not in query.exclude_ids}
+    kept = _hits(index, vectors, size, query.exclude_ids)
+    if room[0]:  # the nearest photos of that room too, however far down they rank; copies stay in the rest
+        kept.update(_room_hits(index, vectors, room[1], room[0], query.exclude_ids))
     return _Shortlist(kept, vectors[0], index.config.centre is not None)
 
 
@@ -292,10 +344,31 @@ def _reranked(
     return similar_rerank(matches, top, (short.vector, vector2.result()), reranking, t)
 
 
+def _in_room(matches: list[Match], room_tag: str) -> list[Match]:
+    """Copies (exact, edited) whatever their room type; other levels only with room_tag (none: all)."""
+    if not room_tag:
+        return matches
+    tags = photo_room_tags([m.id for m in matches if m.level not in (Level.EXACT, Level.EDITED)])
+    return [m for m in matches if m.level in (Level.EXACT, Level.EDITED) or tags.get(m.id) == room_tag]
+
+
+def _similar_shown(matches: list[Match], k: int, floor: float) -> list[Match]:
+    """The first k similar looks in ranked order whose cosine clears the calibrated floor (never padded)."""
+    # The re-ranking re-scores (cosine minus hubness, mostly negative) but must never admit a photo below
+    # the floor the level was calibrated on, which is the cosine kept in the evidence.
+    similar = [
+        m
+        for m in matches
+        if m.level == Level.SIMILAR and float(m.evidence.get("global_score", m.score)) >= floor
+    ]
+    return similar[:k]
+
+
 def image_search(query: QueryImage, *, k: int = 10, shortlist: int = 50, room_tag: str = "") -> SearchResult:
     """Find matches of a query photo at every level; similar-look results are capped at k.
 
-    With room_tag, only photos carrying that moderator-given room type are returned.
+    With room_tag, same-room and similar-look results are the nearest photos of that moderator-given room
+    type (the search widens until it has them); exact and edited copies are listed whatever their room.
     """
     started = time.perf_counter()
     local = _query_local(query)
@@ -304,25 +377,23 @@ def image_search(query: QueryImage, *, k: int = 10, shortlist: int = 50, room_ta
     index = index_for_search(encoder)
     # Re-ranking only orders the similar level: a k=0 search (matches at ingest) skips it.
     reranking = rerank_indexes(index) if k > 0 else None
-    short = _shortlist(query, shortlist, index, encoder)
+    short = _shortlist(query, shortlist, index, encoder, (room_tag, max(shortlist, k)))
     # Started after the shortlist: the query's SIFT (the longest stage before verification) gets a core
     # to itself meanwhile, and this embedding is needed only after verification.
     vector2 = _query_vector2(query) if reranking is not None else None
     t_global = time.perf_counter()
-    matches = _match(query, local, short.scores, _levels_limits(short, t))
+    limits = _levels_limits(short, t)
+    matches = _match(query, local, short.scores, limits)
     t_local = time.perf_counter()
-    matches = _reranked(matches, short, vector2, reranking, t)
+    matches = _in_room(_reranked(matches, short, vector2, reranking, t), room_tag)
     t_rerank = time.perf_counter()
-    similar = [m for m in matches if m.level == Level.SIMILAR][:k]
+    similar = _similar_shown(matches, k, limits.similar_min_score)
     kept = [m for m in matches if m.level != Level.SIMILAR] + similar
     rows = _rows(kept, query.exclude_ids)
-    if room_tag:
-        tags = photo_room_tags([row.photo.pk for row in rows])
-        rows = [row for row in rows if tags.get(row.photo.pk) == room_tag]
     done = time.perf_counter()
     timings = {
         "global_ms": 1000 * (t_global - started),
         "verify_ms": 1000 * (t_local - t_global),
         "rerank_ms": 1000 * (t_rerank - t_local),
     }
-    return SearchResult(query.name, rows, 1000 * (done - started), timings)
+    return SearchResult(query.name, rows, 1000 * (done - started), timings, query.listing_id)

@@ -13,6 +13,7 @@ from django.db import transaction
 from PIL import Image
 
 from flatsite.core import storage
+from flatsite.jobs import runner
 from flatsite.jobs import services as jobs
 from search.clusters import assign as cluster_assign
 from search.matching import index, matches
@@ -197,17 +198,14 @@ def job_operation_run(job_id: int) -> Job:
     """Run a claimed re-extract or reindex job."""
     job = Job.objects.get(pk=job_id)
     encoder = str(job.params["encoder"])
-    try:
+
+    def work(_: runner.JobContext) -> dict[str, Any]:
         if job.kind == Job.Kind.REINDEX:
             row = index.index_rebuild(encoder, live=True, job_id=job_id)
-            result: dict[str, Any] = {"encoder": encoder, "index_version": row.version, "count": row.count}
-        else:
-            result = features_reextract(encoder, job_id)
-    except Exception as exc:
-        log.exception("%s job %s failed", job.kind, job_id)
-        return jobs.job_finish(job_id, status=Job.Status.FAILED, error=f"{job.kind} failed: {exc}")
-    status = Job.Status.CANCELLED if jobs.job_should_stop(job_id) else Job.Status.SUCCEEDED
-    return jobs.job_finish(job_id, status=status, result=result)
+            return {"encoder": encoder, "index_version": row.version, "count": row.count}
+        return features_reextract(encoder, job_id)
+
+    return runner.job_run(job_id, work, label=job.kind)
 
 
 def extract_enqueue(user: Any = None) -> Job | None:
@@ -238,10 +236,4 @@ def extract_inline(user: Any = None) -> Job:
 
 def job_extract_run(job_id: int) -> Job:
     """Run a claimed extract job to its end (cancel-aware)."""
-    try:
-        counts = features_run(job_id)
-    except Exception as exc:
-        log.exception("extraction job %s failed", job_id)
-        return jobs.job_finish(job_id, status=Job.Status.FAILED, error=f"extraction failed: {exc}")
-    status = Job.Status.CANCELLED if jobs.job_should_stop(job_id) else Job.Status.SUCCEEDED
-    return jobs.job_finish(job_id, status=status, result={"extracted": counts})
+    return runner.job_run(job_id, lambda _: {"extracted": features_run(job_id)}, label="extraction")

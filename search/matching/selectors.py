@@ -6,6 +6,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from search.matching.evidence import level_label
 from search.models import Listing, Photo, PhotoMatch
 
 LEVEL_RANK = {"exact": 0, "edited": 1, "same_room": 2}
@@ -29,6 +30,11 @@ class ListingPair:
         """Strongest level among the shared photos."""
         levels: list[str] = [str(s["level"]) for s in self.shared]
         return min(levels, key=lambda lv: LEVEL_RANK.get(lv, 9))
+
+    @property
+    def best_label(self) -> str:
+        """The strongest level in words."""
+        return level_label(self.best)
 
 
 def _groups() -> dict[int, set[tuple[int, int]]]:

@@ -12,6 +12,7 @@ from django.utils import timezone
 from PIL import Image
 
 from flatsite.core import storage
+from flatsite.jobs import runner
 from flatsite.jobs import services as jobs
 from search.clusters.selectors import photo_room_tags
 from search.ml.encoders.registry import load_encoder
@@ -158,18 +159,14 @@ def job_evaluate_run(job_id: int) -> Job:
     """Run a claimed evaluation job to its end (cancel-aware; a stopped run stores nothing)."""
     job = Job.objects.get(pk=job_id)
     encoder, version = str(job.params["encoder"]), int(job.params["version"])
-    jobs.job_progress(job_id, done=0, message=f"evaluating {encoder} v{version}")
 
-    def step(done: int, total: int) -> None:
-        jobs.job_progress(job_id, done=done, total=total)  # once per batch of 32 images
+    def work(ctx: runner.JobContext) -> dict[str, Any]:
+        ctx.on_step(0, message=f"evaluating {encoder} v{version}")
+        try:  # on_step: once per batch of 32 images
+            row = index_evaluate(encoder, version, on_step=ctx.on_step, should_stop=ctx.should_stop)
+        except EvaluationStopped:
+            raise runner.JobStopped from None
+        near = row.evaluation["near_duplicate"]
+        return {"encoder": encoder, "version": version, "recall_at_1": near["recall_at_1"]}
 
-    try:
-        row = index_evaluate(encoder, version, on_step=step, should_stop=lambda: jobs.job_should_stop(job_id))
-    except EvaluationStopped:
-        return jobs.job_finish(job_id, status=Job.Status.CANCELLED)
-    except Exception as exc:
-        log.exception("evaluation job %s failed", job_id)
-        return jobs.job_finish(job_id, status=Job.Status.FAILED, error=f"evaluation failed: {exc}")
-    near = row.evaluation["near_duplicate"]
-    summary = {"encoder": encoder, "version": version, "recall_at_1": near["recall_at_1"]}
-    return jobs.job_finish(job_id, result=summary)
+    return runner.job_run(job_id, work, label="evaluation")

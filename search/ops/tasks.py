@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from celery import shared_task
-from django.conf import settings
 
 from flatsite.jobs import services as jobs
-from search.models import Job
 from search.ops import evaluation
 
 
@@ -18,13 +16,3 @@ def index_evaluate(job_id: int) -> None:
     if jobs.job_claim(job_id) is None:
         return
     evaluation.job_evaluate_run(job_id)
-
-
-def _evaluate_queue() -> str:
-    # Evaluation embeds about 1,600 images: a GPU worker's job when one listens on "gpu".
-    return "gpu" if settings.FLATSITE_GPU_QUEUE else "default"
-
-
-jobs.ENQUEUERS[Job.Kind.EVALUATE] = lambda job_id: index_evaluate.apply_async(
-    (job_id,), queue=_evaluate_queue()
-)

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods
 
 from flatsite.confirm import confirmation_page, confirmed
 from flatsite.core import roles
+from flatsite.core.permissions import post_only, role_required
 from search.listings import selectors
 from search.matching import features, index
 from search.ml.index import IndexLocked
@@ -27,12 +27,10 @@ from search.ops.selectors import Coverage, OperationPlan, VersionRow
 OPERATIONS = {"extract": Job.Kind.EXTRACT, "reindex": Job.Kind.REINDEX}
 
 
-@login_required
+@role_required(roles.MANAGE_JOBS, "Only admins can start operations.")
 @require_http_methods(["GET", "POST"])
 def operations(request: HttpRequest) -> HttpResponse:
     """Start re-extraction or reindexing for an encoder (after a confirmation); see index versions."""
-    if not roles.can(request.user, roles.MANAGE_JOBS):
-        return HttpResponseForbidden("Only admins can start operations.")
     if request.method == "POST":
         return _operation_post(request)
     context = {
@@ -108,12 +106,10 @@ def _version_from(request: HttpRequest) -> tuple[str, int]:
         raise ValueError(f"{raw!r} is not an index version number") from None
 
 
-@login_required
-@require_POST
+@role_required(roles.MANAGE_JOBS, "Only admins can switch index versions.")
+@post_only("ops:page")
 def index_live(request: HttpRequest) -> HttpResponse:
     """Make an index version live after a confirmation that states its coverage (reversible)."""
-    if not roles.can(request.user, roles.MANAGE_JOBS):
-        return HttpResponseForbidden("Only admins can switch index versions.")
     try:
         encoder, version = _version_from(request)
         candidate = selectors_ops.live_candidate(encoder, version)
@@ -155,12 +151,10 @@ def _live_confirmation(request: HttpRequest, candidate: VersionRow) -> HttpRespo
     )
 
 
-@login_required
-@require_POST
+@role_required(roles.MANAGE_JOBS, "Only admins can choose the search encoder.")
+@post_only("ops:page")
 def search_encoder(request: HttpRequest) -> HttpResponse:
     """Choose which encoder's live index search uses, after a confirmation (stored in the database)."""
-    if not roles.can(request.user, roles.MANAGE_JOBS):
-        return HttpResponseForbidden("Only admins can choose the search encoder.")
     encoder = request.POST.get("encoder", "")
     try:
         candidate = selectors_ops.search_candidate(encoder)
@@ -198,12 +192,10 @@ def _search_confirmation(request: HttpRequest, candidate: VersionRow) -> HttpRes
     )
 
 
-@login_required
-@require_POST
+@role_required(roles.MANAGE_JOBS, "Only admins can evaluate index versions.")
+@post_only("ops:page")
 def index_evaluate(request: HttpRequest) -> HttpResponse:
     """Queue an evaluation of one index version's encoder (near-duplicate recall, room agreement)."""
-    if not roles.can(request.user, roles.MANAGE_JOBS):
-        return HttpResponseForbidden("Only admins can evaluate index versions.")
     try:
         version = int(request.POST.get("version", ""))
         job = evaluation.index_evaluate_enqueue(request.POST.get("encoder", ""), version, user=request.user)

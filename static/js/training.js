@@ -1,5 +1,6 @@
-// Live GAN training pages. Every websocket message is a full snapshot (history included), so a page
-// opened mid-run, or one whose socket reconnects, simply redraws everything from the next message.
+// Live GAN training pages. A (re)connecting socket first gets a full snapshot (history included); then each
+// "update" carries the run's whole state plus only the metric rows after the step the page holds
+// (metrics_after). A page whose last step differs from metrics_after has missed rows: it asks for a resync.
 (function () {
   "use strict";
 
@@ -9,7 +10,7 @@
     function open() {
       var ws = new WebSocket(proto + window.location.host + path);
       ws.onopen = function () { delay = 500; onState("live"); };
-      ws.onmessage = function (ev) { onMessage(JSON.parse(ev.data)); };
+      ws.onmessage = function (ev) { onMessage(JSON.parse(ev.data), ws); };
       ws.onclose = function (ev) {
         if (ev.code === 4403 || ev.code === 4401 || ev.code === 4404) { onState("not allowed"); return; }
         onState("reconnecting…");
@@ -60,6 +61,22 @@
     });
     window.addEventListener("resize", function () { chart.resize(); });
     return chart;
+  }
+
+  var MAX_POINTS = 1200;  // rows kept for the charts; beyond it every other old row is dropped
+
+  // Append an update's rows to the held history; false when rows are missing in between (a gap).
+  function appendMetrics(held, run) {
+    var last = held.step.length ? held.step[held.step.length - 1] : -1;
+    if (run.metrics_after !== last) { return false; }
+    Object.keys(held).forEach(function (name) { held[name] = held[name].concat(run.metrics[name] || []); });
+    if (held.step.length > MAX_POINTS) {
+      var n = held.step.length;
+      Object.keys(held).forEach(function (name) {
+        held[name] = held[name].filter(function (_, i) { return i % 2 === 0 || i === n - 1; });
+      });
+    }
+    return true;
   }
 
   var LOSSES = [["loss_g", "G"], ["loss_d", "D"], ["gp", "gradient penalty"], ["loss_enc", "encoder"]];
@@ -131,10 +148,23 @@
       losses: lineChart(root.querySelector('[data-chart="losses"]')),
       fd: lineChart(root.querySelector('[data-chart="fd"]'))
     };
+    var held = null;
     var initial = document.getElementById("run-snapshot");
-    if (initial) { drawRun(root, charts, JSON.parse(initial.textContent)); }
-    connect(root.getAttribute("data-ws-path"), function (msg) {
-      if (msg.type === "snapshot") { drawRun(root, charts, msg.run); }
+    if (initial) {
+      var first = JSON.parse(initial.textContent);
+      held = first.metrics;
+      drawRun(root, charts, first);
+    }
+    connect(root.getAttribute("data-ws-path"), function (msg, ws) {
+      if (msg.type === "snapshot") {
+        held = msg.run.metrics;
+      } else if (msg.type !== "update") {
+        return;
+      } else if (!held || !appendMetrics(held, msg.run)) {
+        ws.send(JSON.stringify({ type: "resync" }));  // the state below is still whole: draw it meanwhile
+      }
+      msg.run.metrics = held || msg.run.metrics;
+      drawRun(root, charts, msg.run);
     }, function (state) { setText(root, "live", state === "live" ? "● live" : state); });
   });
 

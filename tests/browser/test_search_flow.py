@@ -154,7 +154,8 @@ def test_edited_copy_search_shows_original_and_probable_duplicate_listing(
         assert str(target.pk) in _edited_group_thumbs(page)
         thumb = page.locator(f'#results figure.thumb[data-level="edited"][data-photo="{target.pk}"]')
         assert target.original_name in thumb.inner_text()
-        assert "inliers" in thumb.locator(".evidence").inner_text()
+        assert thumb.locator(".evidence").inner_text().startswith("Same photo")  # in words
+        assert "affine_inliers" in (thumb.locator("details.evidence-numbers").text_content() or "")
         # The thumbnail really loads (a broken image has naturalWidth 0).
         page.wait_for_function(
             "el => el.complete && el.naturalWidth > 0", arg=thumb.locator("img").element_handle()

@@ -76,6 +76,8 @@ def _watch_live_progress(page: Any, past: int) -> None:
 def _cancel(page: Any) -> int:
     page.click("[data-testid=run-cancel]")
     page.wait_for_selector(f'{PAGE}[data-status="cancelled"]', timeout=120_000)
+    # The run's newest job, in "Jobs of this run", follows its snapshots too.
+    page.wait_for_selector("[data-testid=run-jobs] tbody tr:first-child .status-cancelled")
     checkpoint = page.inner_text("[data-field=checkpoint]")
     assert checkpoint == f"step {_step(page)}", (
         checkpoint

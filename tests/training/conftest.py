@@ -11,18 +11,28 @@ import pytest
 import torch
 from django.conf import settings
 
-from search.models import Photo
+from search.models import Job, Photo
 from tests import images
 from tests.factories import ListingFactory
+from tests.flatsite.jobs.sending import task_send_replace
 
 
 @pytest.fixture(autouse=True)
 def _one_thread() -> Iterator[None]:
-    # The machine is shared; tiny models gain nothing from more threads (and oversubscription stalls them).
+    # The machine is shared; tiny models gain nothing from more threads, and OpenMP barriers on a busy
+    # machine make them far slower (also for tests/training/ml).
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Ids of the training jobs sent to Celery (none runs)."""
+    calls: list[int] = []
+    task_send_replace(monkeypatch, Job.Kind.TRAIN, calls.append)
+    return calls
 
 
 @pytest.fixture

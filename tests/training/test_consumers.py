@@ -12,6 +12,7 @@ from asgiref.sync import sync_to_async
 from flatsite.jobs import services as jobs
 from search.models import Job
 from tests.factories import UserFactory
+from tests.flatsite.jobs.sending import task_send_replace
 from tests.flatsite.jobs.test_consumers import _headers, _open, _run
 from training import artifacts, events, selectors, services
 from training.models import TrainingRun
@@ -38,9 +39,16 @@ def _run_with_history(photo_dir: Path, steps: int = 30) -> TrainingRun:
     return TrainingRun.objects.select_related("job").get(pk=run.pk)
 
 
+async def _watch(run: TrainingRun, headers: Any) -> tuple[Any, dict[str, Any]]:
+    """An admin's socket on the run page, and the snapshot it gets first."""
+    page, connected, _ = await _open(f"/ws/training/runs/{run.pk}/", headers)
+    assert connected
+    return page, await page.receive_json_from(timeout=5)
+
+
 @pytest.fixture
 def run(photo_dir: Path, monkeypatch: pytest.MonkeyPatch) -> TrainingRun:
-    monkeypatch.setitem(jobs.ENQUEUERS, Job.Kind.TRAIN, lambda job_id: None)  # no worker trains it here
+    task_send_replace(monkeypatch, Job.Kind.TRAIN, lambda job_id: None)  # no worker trains it here
     return _run_with_history(photo_dir)
 
 
@@ -115,7 +123,8 @@ def test_recorded_progress_reaches_run_and_list_watchers_live(run: TrainingRun) 
         await sync_to_async(services.run_record)(run.pk, job_id, progress)
         pushed = await page.receive_json_from(timeout=5)
         assert (pushed["run"]["step"], pushed["run"]["resolution"], pushed["run"]["phase"]) == (31, 8, "fade")
-        assert pushed["run"]["metrics"]["step"][-1] == 31 and len(pushed["run"]["metrics"]["step"]) == 31
+        assert pushed["type"] == "update" and pushed["run"]["metrics_after"] == 30
+        assert pushed["run"]["metrics"]["step"] == [31] and pushed["run"]["metric_count"] == 31
         row = await listing.receive_json_from(timeout=5)
         assert row["type"] == "row" and (row["run"]["id"], row["run"]["step"]) == (run.pk, 31)
         await page.disconnect()
@@ -130,9 +139,7 @@ def test_a_job_status_change_from_elsewhere_resyncs_the_page(run: TrainingRun) -
     job_id = run.job_id
 
     async def body() -> None:
-        page, connected, _ = await _open(f"/ws/training/runs/{run.pk}/", headers)
-        assert connected
-        await page.receive_json_from(timeout=5)
+        page, _ = await _watch(run, headers)
         # The reconciler gives up on the job (its worker died too often): no training code runs, yet the
         # run page learns it through the job's group.
         await sync_to_async(jobs.job_finish)(job_id, status=Job.Status.FAILED, error="worker died")
@@ -160,6 +167,48 @@ def test_reconnecting_socket_gets_a_fresh_snapshot(run: TrainingRun, photo_dir: 
             range(1, 41)
         )
         await again.disconnect()
+
+    _run(body)
+
+
+def test_a_second_update_does_not_repeat_the_rows_of_the_first(run: TrainingRun) -> None:
+    headers = _headers(UserFactory(role="admin"))
+    assert run.job_id is not None
+    job_id = run.job_id
+
+    async def body() -> None:
+        page, first = await _watch(run, headers)
+        assert first["type"] == "snapshot" and first["run"]["metrics_through"] == 30
+        received = []
+        for steps in ([31, 32], [33]):
+            progress = services.Progress(steps[-1], {}, [_metric(s) for s in steps])
+            await sync_to_async(services.run_record)(run.pk, job_id, progress)
+            received.append(await page.receive_json_from(timeout=5))
+        one, two = received
+        assert (one["type"], one["run"]["metrics_after"], one["run"]["metrics"]["step"]) == (
+            "update",
+            30,
+            [31, 32],
+        )
+        assert (two["type"], two["run"]["metrics_after"], two["run"]["metrics"]["step"]) == (
+            "update",
+            32,
+            [33],
+        )
+        await page.disconnect()
+
+    _run(body)
+
+
+def test_a_page_that_asks_for_a_resync_gets_the_whole_history_again(run: TrainingRun) -> None:
+    headers = _headers(UserFactory(role="admin"))
+
+    async def body() -> None:
+        page, _ = await _watch(run, headers)
+        await page.send_json_to({"type": "resync"})
+        again = await page.receive_json_from(timeout=5)
+        assert again["type"] == "snapshot" and again["run"]["metrics"]["step"] == list(range(1, 31))
+        await page.disconnect()
 
     _run(body)
 

@@ -17,6 +17,7 @@ from django.conf import settings
 
 from flatsite.jobs import services as jobs
 from search.models import Job
+from tests.flatsite.jobs.sending import task_send_replace
 from tests.processes import ROOT, database_url, wait_until
 from training import artifacts
 from training.ml import config_from_dict
@@ -100,7 +101,7 @@ def test_training_killed_at_a_random_step_resumes_from_its_last_checkpoint(
 
     # The reconciler notices the silent job and queues it again (the message itself is not needed here).
     Job.objects.filter(pk=run.job_id).update(heartbeat_at=run.job.heartbeat_at - _timeout())
-    monkeypatch.setitem(jobs.ENQUEUERS, Job.Kind.TRAIN, lambda job_id: None)
+    task_send_replace(monkeypatch, Job.Kind.TRAIN, lambda job_id: None)
     assert jobs.jobs_reconcile()["requeued"] == 1
     second_log = tmp_path / "second.log"
     code = (

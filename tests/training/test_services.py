@@ -22,13 +22,6 @@ from training.models import TrainingMetric, TrainingRun, TrainingSample
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    calls: list[int] = []
-    monkeypatch.setitem(jobs.ENQUEUERS, Job.Kind.TRAIN, calls.append)
-    return calls
-
-
 def _tiny(photo_dir: Path, **kwargs: Any) -> TrainingRun:
     return services.run_start(preset="tiny-test", data=services.data_choice_folder(photo_dir), **kwargs)
 

@@ -32,7 +32,7 @@ def test_training_goes_to_the_gpu_queue_only_when_gpu_workers_exist(
     settings.FLATSITE_GPU_QUEUE = gpu_queue
     sent: list[tuple[Any, dict[str, Any]]] = []
     monkeypatch.setattr(tasks.training_job_run, "apply_async", lambda args, **kw: sent.append((args, kw)))
-    jobs.ENQUEUERS[Job.Kind.TRAIN](41)
+    jobs.task_send(Job.Kind.TRAIN, 41)
     assert sent == [((41,), {"queue": queue})]
 
 

@@ -11,21 +11,14 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from flatsite.jobs import services as jobs
 from search.models import Job
 from tests.factories import UserFactory
+from tests.flatsite.jobs.sending import task_send_replace
 from training import artifacts, services
 from training import job as runner
 from training.models import TrainingRun
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    calls: list[int] = []
-    monkeypatch.setitem(jobs.ENQUEUERS, Job.Kind.TRAIN, calls.append)
-    return calls
 
 
 @pytest.fixture
@@ -139,7 +132,7 @@ def test_index_button_queues_an_index_job_for_a_trained_run(
     assert run.job_id is not None
     runner.job_run_inline(run.job_id, device="cpu")
     queued: list[int] = []
-    monkeypatch.setitem(jobs.ENQUEUERS, Job.Kind.TRAIN, queued.append)
+    task_send_replace(monkeypatch, Job.Kind.TRAIN, queued.append)
     with django_capture_on_commit_callbacks(execute=True):
         response = admin.post(reverse("training:run-index", args=[run.pk]))
     job = Job.objects.get(pk=queued[0])
@@ -165,3 +158,13 @@ def test_get_on_a_run_action_url_shows_the_run_and_changes_nothing(
     fresh = TrainingRun.objects.get(pk=run.pk)
     assert (fresh.status, fresh.updated_at) == (run.status, run.updated_at)
     assert Job.objects.filter(cancel_requested=True).count() == 0 and Job.objects.count() == 1
+
+
+def test_run_page_labels_its_index_job_and_follows_its_jobs_live(admin: Client, photo_dir: Path) -> None:
+    run = _run(photo_dir)
+    index = Job.objects.create(kind=Job.Kind.TRAIN, params={"run_id": run.pk, "action": "index"})
+    page = admin.get(reverse("training:run", args=[run.pk])).content.decode()
+    assert f'<tr data-job-row="{index.pk}">' in page and f'<tr data-job-row="{run.job_id}">' in page
+    row = page[page.index(f'<tr data-job-row="{index.pk}">') :]
+    assert row.index("index with this encoder") < row.index("</tr>")
+    assert 'data-jobs-live data-ws-path="/ws/jobs/"' in page and "js/jobs.js" in page

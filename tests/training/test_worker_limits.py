@@ -15,6 +15,7 @@ from flatsite.jobs import services as jobs
 from search.ml.encoders.registry import unregister_encoder
 from search.models import IndexVersion, Job
 from search.ops import evaluation as index_evaluation
+from tests.flatsite.jobs.sending import task_send_replace
 from training import job as runner
 from training import services
 from training.ml import GanConfig
@@ -72,7 +73,7 @@ def test_indexing_with_a_runs_encoder_queues_its_evaluation(
     django_capture_on_commit_callbacks: Any,
 ) -> None:
     queued: list[int] = []
-    monkeypatch.setitem(jobs.ENQUEUERS, Job.Kind.EVALUATE, queued.append)
+    task_send_replace(monkeypatch, Job.Kind.EVALUATE, queued.append)
     run = services.run_start(preset="tiny-test", data=services.data_choice_folder(photo_dir), enqueue=False)
     assert run.job_id is not None
     runner.job_run_inline(run.job_id, device="cpu")

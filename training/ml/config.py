@@ -7,6 +7,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from search.ml import config as _config
+
 Phase = Literal["fade", "stable"]
 
 # Fields that only change how a run is observed or stored, not its numbers; a resumed run may change them.
@@ -123,23 +125,13 @@ def phase_at(cfg: GanConfig, step: int) -> tuple[int, float, Phase]:
 
 
 def config_to_dict(cfg: GanConfig) -> dict[str, Any]:
-    """Plain-dict form of a config (JSON- and weights_only-safe)."""
-    d = dataclasses.asdict(cfg)
-    d["betas"], d["encoder_betas"] = list(cfg.betas), list(cfg.encoder_betas)
-    return d
+    """Plain-dict form of a config (JSON- and weights_only-safe; search.ml.config convention)."""
+    return _config.config_to_dict(cfg)
 
 
 def config_from_dict(d: dict[str, Any]) -> GanConfig:
     """Rebuild a config from config_to_dict output; unknown keys are refused."""
-    names = {f.name for f in dataclasses.fields(GanConfig)}
-    unknown = set(d) - names
-    if unknown:
-        raise ValueError(f"unknown GanConfig fields: {sorted(unknown)}")
-    kwargs = dict(d)
-    for key in ("betas", "encoder_betas"):
-        if key in kwargs:
-            kwargs[key] = tuple(kwargs[key])
-    return GanConfig(**kwargs)
+    return _config.config_from_dict(GanConfig, d)
 
 
 def differing_fields(a: GanConfig, b: GanConfig) -> list[str]:

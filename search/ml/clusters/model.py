@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from search.ml import config as _config
 from search.ml.clusters.ops import KnnIndex
 
 MODEL_FORMAT = 1
@@ -40,14 +41,13 @@ class ClusterConfig:
 
 
 def config_to_dict(cfg: ClusterConfig) -> dict[str, Any]:
-    """Plain JSON-able dict of a config."""
-    return asdict(cfg)
+    """Plain JSON-able dict of a config (search.ml.config convention)."""
+    return _config.config_to_dict(cfg)
 
 
 def config_from_dict(data: dict[str, Any]) -> ClusterConfig:
-    """Config from a dict; unknown keys are ignored so old runs keep loading."""
-    known = {f.name for f in fields(ClusterConfig)}
-    return ClusterConfig(**{k: v for k, v in data.items() if k in known})
+    """Config from a stored dict; missing keys keep their defaults, unknown keys are refused."""
+    return _config.config_from_dict(ClusterConfig, data)
 
 
 @dataclass

@@ -46,7 +46,7 @@ EFFNET_SPECS: dict[str, EffNetSpec] = {
 
 @dataclass(frozen=True)
 class EncoderOptions:
-    """Preprocessing/pooling choices; defaults chosen with bench/extract/extract_variants.py (see bench/README.md)."""
+    """Preprocessing/pooling choices; defaults chosen by bench/extract/extract_variants.py."""
 
     resize: ResizeMode = "squash"
     pooling: Pooling = "avg"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+
+from search.ml.config import config_from_dict, config_to_dict
 
 KINDS = ("flat", "hnsw")
 
@@ -33,7 +35,7 @@ class ByteSource(Protocol):
 
 @dataclass(frozen=True)
 class IndexConfig:
-    """Index parameters; serialisable with ``dataclasses.asdict``."""
+    """Index parameters; stored in every index file header (``to_dict`` / ``from_dict``)."""
 
     dim: int
     exact_threshold: int = 50_000  # n < threshold: exact flat; n >= threshold: HNSW (see bench/README.md)
@@ -64,11 +66,14 @@ class IndexConfig:
         """The centre as a (dim,) float32 array, or None when vectors are not centred."""
         return None if self.centre is None else np.asarray(self.centre, dtype=np.float32)
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict (search.ml.config convention)."""
+        return config_to_dict(self)
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> IndexConfig:
-        """Build from ``asdict`` output, ignoring unknown keys (forward compatible files)."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        """Build from ``to_dict`` output; unknown keys are refused (search.ml.config)."""
+        return config_from_dict(cls, data)
 
     def kind_for(self, n: int) -> str:
         """Kind ``build_index`` picks for ``n`` vectors."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import struct
-from dataclasses import asdict, replace
+from dataclasses import replace
 from typing import Any
 
 import faiss
@@ -289,7 +289,7 @@ class VectorIndex:
         header = {
             "format": FORMAT_VERSION,
             "kind": self.kind,
-            "config": asdict(self.config),
+            "config": self.config.to_dict(),
             "n_labels": int(self._label_ids.size),
         }
         raw = json.dumps(header, sort_keys=True).encode()

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from search.ml.config import config_from_dict, config_to_dict
 from search.ml.images.hashing import hamming
 from search.ml.match.local import LocalConfig, LocalFeatures, Verification, verify
 
@@ -44,10 +45,11 @@ LEVEL_ORDER: dict[Level, int] = {Level.EXACT: 0, Level.EDITED: 1, Level.SAME_ROO
 
 @dataclass(frozen=True)
 class LevelThresholds:
-    """Decision thresholds; defaults are the values calibrated by bench.near_duplicates / bench.same_room."""
+    """Decision thresholds; defaults are the values calibrated by bench.edited_copies / bench.same_room."""
 
     # Edited copy: one affine map (crop, pad, resize, rotation; mirror via the flipped query) explains it.
-    # Calibrated by bench.near_duplicates (best recall at pair precision >= 0.995 on the calibration houses).
+    # Calibrated by bench.edited_copies.near_duplicates (best recall at pair precision >= 0.995 on the
+    # calibration houses).
     edited_min_inliers: int = 15
     edited_min_inlier_ratio: float = 0.3
     edited_min_coverage: float = 0.3
@@ -79,15 +81,14 @@ class LevelThresholds:
     rerank_hub_k: int = 10
     rerank_hub_weight: float = 1.0
 
-    def to_dict(self) -> dict[str, int | float]:
-        """Plain dict for Django settings / JSON."""
-        return dataclasses.asdict(self)
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for Django settings / JSON (search.ml.config convention)."""
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LevelThresholds:
-        """Build from a dict, ignoring unknown keys and keeping defaults for missing ones."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        """Build from a dict; missing keys keep defaults, unknown ones (a mistyped setting) are refused."""
+        return config_from_dict(cls, data)
 
 
 @dataclass

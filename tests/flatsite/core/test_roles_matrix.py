@@ -25,6 +25,7 @@ L = "login"  # a redirect to the login page
 
 # url name: (method, expected status per role in ROLES order). The method is the one the URL exists for:
 # GET for pages, POST for actions (an empty POST: allowed roles reach the form check, 302 or 400).
+# The API answers a caller without credentials 401 (with WWW-Authenticate), not 403.
 MATRIX: dict[str, tuple[str, tuple[int | str, ...]]] = {
     "listings:home": ("get", (L, 200, 200, 200, 200)),
     "listings:list": ("get", (L, 200, 200, 200, 200)),
@@ -48,12 +49,13 @@ MATRIX: dict[str, tuple[str, tuple[int | str, ...]]] = {
     "ops:index-evaluate": ("post", (L, 403, 403, 403, 302)),
     "ops:search-encoder": ("post", (L, 403, 403, 403, 302)),
     "api:schema": ("get", (200, 200, 200, 200, 200)),
+    "api:docs": ("get", (200, 200, 200, 200, 200)),
     "api:token": ("post", (400, 400, 400, 400, 400)),
-    "api:listings": ("post", (403, 400, 400, 403, 400)),
-    "api:listing": ("get", (403, 200, 404, 200, 200)),
-    "api:listing-photos": ("post", (403, 400, 403, 403, 400)),
-    "api:job": ("get", (403, 200, 404, 404, 200)),
-    "api:search": ("post", (403, 400, 400, 400, 400)),
+    "api:listings": ("post", (401, 400, 400, 403, 400)),
+    "api:listing": ("get", (401, 200, 404, 200, 200)),
+    "api:listing-photos": ("post", (401, 400, 403, 403, 400)),
+    "api:job": ("get", (401, 200, 404, 404, 200)),
+    "api:search": ("post", (401, 400, 400, 400, 400)),
     "training:runs": ("get", (L, 403, 403, 403, 200)),
     "training:run-create": ("post", (L, 403, 403, 403, 400)),
     "training:run": ("get", (L, 403, 403, 403, 200)),

@@ -161,7 +161,8 @@ def test_progress_published_by_the_service_reaches_job_and_list_watchers() -> No
         mine, connected_mine, _ = await _open("/ws/jobs/", owner_headers)
         everything, connected_all, _ = await _open("/ws/jobs/", admin_headers)
         assert connected_one and connected_mine and connected_all
-        await one.receive_json_from(timeout=5)  # the snapshot on connect
+        for communicator in (one, mine, everything):
+            await communicator.receive_json_from(timeout=5)  # the snapshot on connect
         await sync_to_async(jobs.job_finish)(job.pk)
         # The ingest job's watcher gets the per-photo state read fresh from the database.
         assert (await one.receive_json_from(timeout=5))["job"] == await sync_to_async(_expected)(job)
@@ -231,6 +232,43 @@ def test_reconnect_gets_a_fresh_snapshot_equal_to_the_database() -> None:
                 "duplicate_of": None,
             }
         ]
+        await communicator.disconnect()
+
+    _run(body)
+
+
+def test_a_job_created_by_the_service_reaches_the_list_watchers_once_committed() -> None:
+    owner = UserFactory(role="realtor")
+    owner_headers, admin_headers = _headers(owner), _headers(UserFactory(role="admin"))
+
+    async def body() -> None:
+        mine, connected_mine, _ = await _open("/ws/jobs/", owner_headers)
+        everything, connected_all, _ = await _open("/ws/jobs/", admin_headers)
+        assert connected_mine and connected_all
+        job = await sync_to_async(jobs.job_create)(Job.Kind.INGEST, user=owner, total=2)
+        stored = await sync_to_async(lambda: events.job_snapshot(Job.objects.get(pk=job.pk)))()
+        for communicator in (mine, everything):
+            message = await communicator.receive_json_from(timeout=5)
+            assert message["job"] == stored
+            await communicator.disconnect()
+
+    _run(body)
+
+
+def test_job_list_watchers_first_get_the_newest_jobs_they_may_see_oldest_first() -> None:
+    owner = UserFactory(role="realtor")
+    first = _job(owner, status=Job.Status.SUCCEEDED, total=1, done=1)
+    second = _job(owner, status=Job.Status.RUNNING, total=3, done=1)
+    _job(UserFactory(role="realtor"))  # another realtor's job is not sent
+    headers = _headers(owner)
+    expected = [events.job_snapshot(Job.objects.get(pk=job.pk)) for job in (first, second)]
+
+    async def body() -> None:
+        communicator, connected, _ = await _open("/ws/jobs/", headers)
+        assert connected is True
+        got = [(await communicator.receive_json_from(timeout=5))["job"] for _ in expected]
+        assert got == expected
+        assert await communicator.receive_nothing(timeout=0.3)
         await communicator.disconnect()
 
     _run(body)

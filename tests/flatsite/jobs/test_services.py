@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from flatsite.jobs import services as jobs
 from search.models import Job
+from tests.flatsite.jobs.sending import task_send_replace
 
 pytestmark = pytest.mark.django_db
 
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls: list[int] = []
-    monkeypatch.setitem(jobs.ENQUEUERS, Job.Kind.INGEST, calls.append)
+    task_send_replace(monkeypatch, Job.Kind.INGEST, calls.append)
     return calls
 
 
@@ -75,7 +76,7 @@ def test_a_broker_outage_leaves_the_job_queued_with_a_message(monkeypatch: pytes
     def down(job_id: int) -> None:
         raise ConnectionError("redis down")
 
-    monkeypatch.setitem(jobs.ENQUEUERS, Job.Kind.INGEST, down)
+    task_send_replace(monkeypatch, Job.Kind.INGEST, down)
     job = jobs.job_create(Job.Kind.INGEST, total=1)
     assert jobs.job_enqueue_now(job.pk, job.kind) is False
     job.refresh_from_db()
@@ -169,10 +170,41 @@ def test_job_enqueue_reports_a_broker_outage_once_committed(monkeypatch: pytest.
     def down(job_id: int) -> None:
         raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
-    monkeypatch.setitem(jobs.ENQUEUERS, Job.Kind.INGEST, down)
+    task_send_replace(monkeypatch, Job.Kind.INGEST, down)
     with transaction.atomic():
         job = jobs.job_create(Job.Kind.INGEST, total=1)
         outcome = jobs.job_enqueue(job)
         assert outcome.sent is None  # not sent before the commit
     assert outcome.sent is False
     assert Job.objects.get(pk=job.pk).status == Job.Status.QUEUED
+
+
+@pytest.mark.parametrize(
+    ("kind", "gpu_queue", "task", "queue"),
+    [
+        (Job.Kind.INGEST, True, "search.tasks.photos_process", None),
+        (Job.Kind.CLUSTER, True, "search.tasks_clusters.clustering_run", None),
+        (Job.Kind.EXTRACT, True, "search.tasks.features_extract", "gpu"),
+        (Job.Kind.EXTRACT, False, "search.tasks.features_extract", "default"),
+        (Job.Kind.TRAIN, True, "training.tasks.training_job_run", "gpu"),
+    ],
+)
+def test_each_kind_is_sent_to_its_declared_task_and_queue(
+    kind: str, gpu_queue: bool, task: str, queue: str | None, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import celery
+
+    settings.FLATSITE_GPU_QUEUE = gpu_queue
+    sent: list[tuple[Any, dict[str, Any]]] = []
+    registered = celery.current_app.tasks[task]
+    monkeypatch.setattr(registered, "apply_async", lambda args, **kw: sent.append((args, kw)))
+    jobs.task_send(kind, 9)
+    assert sent == [((9,), {"queue": queue})]
+
+
+def test_a_kind_without_a_route_stays_queued_and_sends_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, int]] = []
+    monkeypatch.setattr(jobs, "task_send", lambda kind, job_id: calls.append((kind, job_id)))
+    job = jobs.job_create("unknown", total=1)
+    assert jobs.job_enqueue_now(job.pk, "unknown") is False
+    assert calls == [] and Job.objects.get(pk=job.pk).status == Job.Status.QUEUED

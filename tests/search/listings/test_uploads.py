@@ -22,6 +22,7 @@ from search.models import Job, Photo, UploadBatch
 from tests import images
 from tests.conftest import upload
 from tests.factories import ListingFactory
+from tests.flatsite.jobs.sending import task_send_replace
 
 
 def _zip(tmp_path: Path, entries: list[tuple[str | zipfile.ZipInfo, bytes]], name: str = "a.zip") -> Path:
@@ -308,7 +309,7 @@ def test_a_result_url_with_another_listings_id_is_not_found(listing: Any) -> Non
 def test_the_result_page_links_the_extract_job_and_says_when_the_photos_become_searchable(
     listing: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(jobs.ENQUEUERS, Job.Kind.EXTRACT, lambda job_id: None)
+    task_send_replace(monkeypatch, Job.Kind.EXTRACT, lambda job_id: None)
     client = _owner(listing)
     url = _web_upload(client, listing, ("a.jpg", images.jpeg(1)))["Location"]
     assert "they become searchable once extraction finishes" in client.get(url).content.decode()
@@ -346,10 +347,10 @@ def test_the_result_page_says_when_the_queue_was_down_at_upload_time(
         raise ConnectionError("Connection refused")
 
     client = _owner(listing)
-    monkeypatch.setitem(jobs.ENQUEUERS, Job.Kind.INGEST, down)
+    task_send_replace(monkeypatch, Job.Kind.INGEST, down)
     with django_capture_on_commit_callbacks(execute=True):
         down_url = _web_upload(client, listing, ("a.jpg", images.jpeg(1)))["Location"]
-    monkeypatch.setitem(jobs.ENQUEUERS, Job.Kind.INGEST, lambda job_id: None)
+    task_send_replace(monkeypatch, Job.Kind.INGEST, lambda job_id: None)
     with django_capture_on_commit_callbacks(execute=True):
         up_url = _web_upload(client, listing, ("b.jpg", images.jpeg(2)))["Location"]
     assert 'id="queue-unavailable"' in client.get(down_url).content.decode()

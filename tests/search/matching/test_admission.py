@@ -177,7 +177,7 @@ def test_api_search_with_a_non_numeric_k_is_a_clear_400(one_slot: SearchGate, re
     client.force_login(realtor)
     resp = client.post(reverse("api:search"), {**_photo(), "k": "ten"})
     assert resp.status_code == 400
-    assert "k must be a whole number" in resp.json()["error"]
+    assert "k: must be a whole number" in resp.json()["error"]
     assert one_slot.active == 0
 
 

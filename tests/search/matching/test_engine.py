@@ -191,7 +191,72 @@ def test_room_tag_filter_keeps_only_photos_of_that_room_type(
     query = _query(tmp_path, _edited(collection["pics"]["p2"]))
     kitchen = image_search(query, room_tag="kitchen")
     assert [m.photo.pk for m in kitchen.matches] == [target.pk]
-    assert image_search(query, room_tag="bathroom").matches == []
+
+
+def test_room_filter_never_hides_an_edited_copy(
+    collection: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from search.matching import engine as selectors_search
+
+    target = Photo.objects.get(original_name="p2.jpg")
+    monkeypatch.setattr(selectors_search, "photo_room_tags", lambda ids: {target.pk: "kitchen"})
+    bathroom = image_search(_query(tmp_path, _edited(collection["pics"]["p2"])), room_tag="bathroom")
+    assert [(m.photo.pk, m.level) for m in bathroom.matches] == [(target.pk, "edited")]
+
+
+def _every_photo_similar(settings: Any) -> None:
+    # Floors below any cosine: every shortlisted photo that is no copy is a similar look.
+    settings.FLATSITE_MATCH_THRESHOLDS = {"similar_min_score": -1.0, "similar_min_centred": -1.0}
+
+
+def test_room_filter_searches_within_the_room_type_beyond_the_shortlist(
+    collection: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    from search.matching import engine as selectors_search
+
+    _every_photo_similar(settings)
+    kitchen = set(Photo.objects.filter(original_name__in=["p1.jpg", "p3.jpg"]).values_list("pk", flat=True))
+    monkeypatch.setattr(
+        selectors_search, "photo_room_tags", lambda ids: {pk: "kitchen" for pk in ids if pk in kitchen}
+    )
+    query = _query(tmp_path, images.picture(999, (480, 360)))
+    # A one-photo shortlist holds at most one kitchen: the search widens until it has k of them.
+    result = image_search(query, k=2, shortlist=1, room_tag="kitchen")
+    assert {m.photo.pk for m in result.matches} == kitchen
+
+
+def test_similar_looks_clear_the_calibrated_floor_and_are_never_padded_up_to_k(
+    centred_collection: dict[str, Any], tmp_path: Path, settings: Any
+) -> None:
+    query = _query(tmp_path, images.picture(999, (480, 360)))
+    cosines = sorted(m.evidence["global_score"] for m in image_search(query).matches if m.level == "similar")
+    assert len(cosines) >= 2
+    floor = (cosines[0] + cosines[1]) / 2  # between the two lowest: the lowest must go
+    settings.FLATSITE_MATCH_THRESHOLDS = {"similar_min_centred": floor}
+    similar = [m for m in image_search(query, k=10).matches if m.level == "similar"]
+    assert len(similar) == len(cosines) - 1 < 10
+    assert all(m.evidence["global_score"] >= floor for m in similar)
+
+
+def test_by_listing_counts_copies_apart_from_similar_looks(
+    collection: dict[str, Any], tmp_path: Path, settings: Any
+) -> None:
+    _every_photo_similar(settings)
+    result = image_search(_query(tmp_path, _edited(collection["pics"]["p2"])))
+    groups = {g["listing"]: g for g in result.by_listing()}
+    second, first = groups[collection["second"]], groups[collection["first"]]
+    assert (second["best"], second["matched"], second["similar"]) == ("edited", 1, 1)
+    assert (first["best"], first["matched"], first["similar"]) == ("similar", 0, 2)
+    assert second["probable_duplicate"] and not first["probable_duplicate"]
+
+
+def test_by_listing_leaves_out_the_stored_query_photo_s_own_listing(
+    collection: dict[str, Any], settings: Any
+) -> None:
+    _every_photo_similar(settings)
+    result = image_search(query_from_photo(Photo.objects.get(original_name="p0.jpg")))
+    assert "p1.jpg" in [m.photo.original_name for m in result.matches]  # still shown as a similar look
+    assert [g["listing"] for g in result.by_listing()] == [collection["second"]]
 
 
 @pytest.fixture

@@ -11,11 +11,11 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from flatsite.jobs import services as jobs
 from search.matching import index
 from search.ml.index import IndexConfig, build_index
 from search.models import IndexVersion, Job
 from search.ops import selectors as selectors_ops
+from tests.flatsite.jobs.sending import task_send_replace
 
 pytestmark = pytest.mark.django_db
 
@@ -41,7 +41,7 @@ def test_the_evaluate_button_queues_a_job_and_opens_its_page(
     admin_user: Any, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
 ) -> None:
     sent: list[int] = []
-    monkeypatch.setitem(jobs.ENQUEUERS, Job.Kind.EVALUATE, sent.append)
+    task_send_replace(monkeypatch, Job.Kind.EVALUATE, sent.append)
     IndexVersion.objects.create(encoder="effnet-lite0", version=4, status=IndexVersion.Status.LIVE)
     with django_capture_on_commit_callbacks(execute=True):
         response = _client(admin_user).post(

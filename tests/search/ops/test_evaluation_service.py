@@ -21,6 +21,7 @@ from search.ops import evaluation
 from search.ops.tasks import index_evaluate as evaluate_task
 from tests import images
 from tests.factories import ListingFactory
+from tests.flatsite.jobs.sending import task_send_replace
 
 pytestmark = pytest.mark.django_db
 ENCODER = "test-pool4"
@@ -131,7 +132,7 @@ def test_an_evaluation_job_runs_once_at_a_time_and_stores_its_result(
     pool_encoder: str, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
 ) -> None:
     sent: list[int] = []
-    monkeypatch.setitem(jobs.ENQUEUERS, Job.Kind.EVALUATE, sent.append)
+    task_send_replace(monkeypatch, Job.Kind.EVALUATE, sent.append)
     stored_photos(6)
     version(pool_encoder)
     with django_capture_on_commit_callbacks(execute=True):
@@ -147,7 +148,7 @@ def test_an_evaluation_job_runs_once_at_a_time_and_stores_its_result(
 
 
 def test_a_cancelled_evaluation_stores_nothing(pool_encoder: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(jobs.ENQUEUERS, Job.Kind.EVALUATE, lambda job_id: None)
+    task_send_replace(monkeypatch, Job.Kind.EVALUATE, lambda job_id: None)
     stored_photos(4)
     version(pool_encoder)
     job = evaluation.index_evaluate_enqueue(pool_encoder, 1)
@@ -166,7 +167,7 @@ def test_failed_versions_cannot_be_evaluated(pool_encoder: str) -> None:
 def test_after_a_build_the_new_index_and_the_unevaluated_search_index_are_queued(
     pool_encoder: str, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(jobs.ENQUEUERS, Job.Kind.EVALUATE, lambda job_id: None)
+    task_send_replace(monkeypatch, Job.Kind.EVALUATE, lambda job_id: None)
     settings.FLATSITE_SEARCH_ENCODER = "test-search"
     register_encoder("test-search", lambda device: Pool4Encoder("test-search", device), replace=True)
     try:
@@ -194,5 +195,5 @@ def test_evaluation_goes_to_the_gpu_queue_only_when_gpu_workers_exist(
     settings.FLATSITE_GPU_QUEUE = gpu_queue
     calls: list[tuple[Any, dict[str, Any]]] = []
     monkeypatch.setattr(evaluate_task, "apply_async", lambda args, **kw: calls.append((args, kw)))
-    jobs.ENQUEUERS[Job.Kind.EVALUATE](5)
+    jobs.task_send(Job.Kind.EVALUATE, 5)
     assert calls == [((5,), {"queue": queue})]

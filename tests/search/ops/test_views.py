@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from django.test import Client
 
-from flatsite.jobs import services as jobs
 from search.matching import engine as selectors_search
 from search.matching import features, index
 from search.models import Feature, IndexVersion, Job, Photo, SearchEncoderChoice
 from search.ops.views import OPERATIONS
 from tests import images
 from tests.factories import ListingFactory
+from tests.flatsite.jobs.sending import task_send_replace
 
 pytestmark = pytest.mark.django_db
 
@@ -248,7 +248,7 @@ def test_re_extract_and_rebuild_ask_first_and_queue_nothing_until_confirmed(
     says: str,
 ) -> None:
     sent: list[int] = []
-    monkeypatch.setitem(jobs.ENQUEUERS, OPERATIONS[operation], sent.append)
+    task_send_replace(monkeypatch, OPERATIONS[operation], sent.append)
     _vectors(ListingFactory(owner=realtor), 5)
     index.index_rebuild("effnet-lite0")
     client = _admin(admin_user)

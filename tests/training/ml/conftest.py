@@ -1,26 +1,18 @@
-"""Shared fixtures for the GAN training tests: a handful of generated photos and the tiny config."""
+"""Shared fixtures for the GAN training tests: a handful of generated photos and the tiny config.
+
+One torch thread per test comes from tests/training/conftest.py.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from training.ml.config import PRESETS, GanConfig
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # Tiny models gain nothing from threads, and on a busy machine OpenMP barriers make them far slower.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _photo(rng: np.random.Generator, w: int, h: int) -> Image.Image:

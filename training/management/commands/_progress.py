@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from django.core.management.base import CommandError
 
-from search.models import Job
+from flatsite.jobs.models import Job
 
 
 def wait_for_job(job_id: int, echo: Callable[[str], None], timeout: float, interval: float = 2.0) -> Job:

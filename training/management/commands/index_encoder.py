@@ -7,7 +7,8 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from search.models import IndexVersion, Job
+from flatsite.jobs.models import Job
+from search.models import IndexVersion
 from training import services
 from training.management.commands._progress import wait_for_job
 from training.models import TrainingRun

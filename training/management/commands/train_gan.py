@@ -10,7 +10,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from search.models import Job
+from flatsite.jobs.models import Job
 from training import artifacts, presets, selectors, services
 from training.management.commands._progress import wait_for_job
 from training.models import TrainingRun

@@ -172,9 +172,11 @@ def test_raw_noise_policy_keeps_hdbscan_labels_and_still_assigns(blobs) -> None:
     assert np.array_equal(labels, np.array([label_of_blob(result, blobs)[b] for b in y]))
 
 
-def test_config_round_trips_through_a_dict_and_ignores_unknown_keys() -> None:
+def test_config_round_trips_through_a_dict_and_refuses_unknown_keys() -> None:
     cfg = ClusterConfig(pca_dim=10, min_samples=5, fit_sample=None, outlier_z=None)
-    assert config_from_dict({**config_to_dict(cfg), "removed_option": 1}) == cfg
+    assert config_from_dict(config_to_dict(cfg)) == cfg
+    with pytest.raises(ValueError, match="unknown ClusterConfig fields: removed_option"):
+        config_from_dict({**config_to_dict(cfg), "removed_option": 1})
 
 
 def test_too_few_photos_raise_a_clear_error() -> None:

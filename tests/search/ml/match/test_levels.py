@@ -146,9 +146,11 @@ def test_rank_matches_orders_by_level_then_score() -> None:
     assert [m.id for m in rank_matches(matches)] == [5, 4, 3, 2, 1]
 
 
-def test_thresholds_round_trip_through_a_dict() -> None:
+def test_thresholds_round_trip_through_a_dict_and_refuse_unknown_keys() -> None:
     data = json.loads(json.dumps(T.to_dict()))
-    assert LevelThresholds.from_dict({**data, "unknown": 1}) == T
+    assert LevelThresholds.from_dict(data) == T
+    with pytest.raises(ValueError, match="unknown LevelThresholds fields: unknown"):
+        LevelThresholds.from_dict({**data, "unknown": 1})
     assert set(data) == {f.name for f in dataclasses.fields(LevelThresholds)}
 
 

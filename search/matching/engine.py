@@ -179,7 +179,8 @@ def query_from_photo(photo: Photo) -> QueryImage:
     with Image.open(storage.media_path(stored.image_path)) as img:
         image = img.convert("RGB")
     exclude = {photo.pk}
-    search, extra = search_encoder(), rerank_encoder()
+    search = search_encoder()
+    extra = rerank_encoder(search)
     encoders = [search, LOCAL_ENCODER, extra]
     features = dict(Feature.objects.filter(photo=stored, encoder__in=encoders).values_list("encoder", "data"))
     vector = features.get(search)
@@ -212,13 +213,13 @@ def _query_local(query: QueryImage) -> Future[LocalFeatures]:
     return _query_pool.submit(extract_query_local, query.image, cfg)
 
 
-def _query_vector2(query: QueryImage) -> Future[np.ndarray]:
+def _query_vector2(query: QueryImage, encoder: str) -> Future[np.ndarray]:
     """The query's (D2,) re-rank-encoder embedding, stored or computed beside the other descriptors."""
     if query.vector2 is not None:
         done: Future[np.ndarray] = Future()
         done.set_result(query.vector2)
         return done
-    model = load_encoder(rerank_encoder())
+    model = load_encoder(encoder)
     return _query_pool.submit(lambda: model.embed_images([query.image])[0])
 
 
@@ -376,11 +377,11 @@ def image_search(query: QueryImage, *, k: int = 10, shortlist: int = 50, room_ta
     encoder = search_encoder()
     index = index_for_search(encoder)
     # Re-ranking only orders the similar level: a k=0 search (matches at ingest) skips it.
-    reranking = rerank_indexes(index) if k > 0 else None
+    reranking = rerank_indexes(index, encoder) if k > 0 else None
     short = _shortlist(query, shortlist, index, encoder, (room_tag, max(shortlist, k)))
     # Started after the shortlist: the query's SIFT (the longest stage before verification) gets a core
     # to itself meanwhile, and this embedding is needed only after verification.
-    vector2 = _query_vector2(query) if reranking is not None else None
+    vector2 = _query_vector2(query, reranking.extra_encoder) if reranking is not None else None
     t_global = time.perf_counter()
     limits = _levels_limits(short, t)
     matches = _match(query, local, short.scores, limits)

@@ -26,26 +26,30 @@ class RerankIndexes:
 
     search: VectorIndex  # search encoder (Lite0 by default)
     extra: VectorIndex  # FLATSITE_RERANK_ENCODER (Lite2 by default)
+    extra_encoder: str
 
 
-def rerank_encoder() -> str:
-    """The encoder blended into the re-ranking, or "" when re-ranking is off."""
+def rerank_encoder(search: str | None = None) -> str:
+    """The encoder blended into the re-ranking, or "" when re-ranking is off.
+
+    search: the search encoder when the caller has already looked it up (one database read per search).
+    """
     name = str(settings.FLATSITE_RERANK_ENCODER)
-    return "" if name == search_encoder() else name
+    return "" if name == (search if search is not None else search_encoder()) else name
 
 
-def rerank_indexes(search: VectorIndex | None) -> RerankIndexes | None:
+def rerank_indexes(search: VectorIndex | None, encoder: str | None = None) -> RerankIndexes | None:
     """The live search index and the re-rank encoder's, when re-ranking is on and both are centred.
 
-    search: the search encoder's live index, which the caller has already looked up.
+    search: the search encoder's live index, which the caller has already looked up (encoder: its name).
     """
-    name = rerank_encoder()
+    name = rerank_encoder(encoder)
     if not name:
         return None
     extra = index_for_search(name)
     if search is None or extra is None or search.config.centre is None or extra.config.centre is None:
         return None
-    return RerankIndexes(search, extra)
+    return RerankIndexes(search, extra, name)
 
 
 def _both(indexes: RerankIndexes, ids: Sequence[int]) -> np.ndarray:

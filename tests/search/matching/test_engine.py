@@ -299,7 +299,7 @@ def test_a_stored_photo_query_reuses_its_stored_rerank_embedding(
         raise AssertionError("the re-rank encoder ran for a stored photo")
 
     monkeypatch.setattr(selectors_search, "load_encoder", not_again)
-    assert selectors_search._query_vector2(query).result() is query.vector2
+    assert selectors_search._query_vector2(query, "effnet-lite2").result() is query.vector2
 
 
 def test_matching_at_ingest_skips_the_reranking(

@@ -31,7 +31,7 @@ def _indexes() -> RerankIndexes:
         index = VectorIndex(config)
         index.add(ids, vectors)
         pair.append(index)
-    return RerankIndexes(pair[0], pair[1])
+    return RerankIndexes(pair[0], pair[1], "rerank-test")
 
 
 def test_a_hub_pays_for_being_close_to_everything() -> None:

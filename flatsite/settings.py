@@ -206,9 +206,12 @@ if BROKER_VISIBILITY_TIMEOUT < 100:
     CELERY_BROKER_TRANSPORT_OPTIONS.update(unacked_restore_interval=1, unacked_restore_throttle=1)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+# How often beat asks index_compact whether a live index is due (see "Compaction" below).
+FLATSITE_INDEX_COMPACT_EVERY_S = env_float("FLATSITE_INDEX_COMPACT_EVERY_S", 60.0)
 CELERY_BEAT_SCHEDULE = {
     "jobs-reconcile": {"task": "search.tasks.jobs_reconcile", "schedule": 30.0},
     "indexes-reconcile": {"task": "search.tasks.indexes_reconcile", "schedule": 600.0},
+    "indexes-compact": {"task": "search.tasks.indexes_compact", "schedule": FLATSITE_INDEX_COMPACT_EVERY_S},
 }
 
 CHANNEL_BACKEND = env_str("CHANNEL_BACKEND", "redis")
@@ -278,6 +281,12 @@ FLATSITE_CLUSTER_ENCODER = env_str("FLATSITE_CLUSTER_ENCODER", "effnet-lite2")
 # Index vectors are centred on the collection mean once a collection has this many photos (0: never); the
 # mean is recomputed from the database whenever the collection has doubled since (search/matching/index.py).
 FLATSITE_INDEX_CENTRE_MIN = env_int("FLATSITE_INDEX_CENTRE_MIN", 50)
+# Compaction (search.matching.index.index_compact, every FLATSITE_INDEX_COMPACT_EVERY_S by beat): folds the
+# delta segments into the base once they, or the tombstones, exceed max(MIN_ROWS, FRACTION x base rows), or
+# once there are more than MAX_SEGMENTS segments (bench/README.md, "App at scale").
+FLATSITE_INDEX_COMPACT_MIN_ROWS = env_int("FLATSITE_INDEX_COMPACT_MIN_ROWS", 20_000)
+FLATSITE_INDEX_COMPACT_FRACTION = env_float("FLATSITE_INDEX_COMPACT_FRACTION", 0.05)
+FLATSITE_INDEX_MAX_SEGMENTS = env_int("FLATSITE_INDEX_MAX_SEGMENTS", 48)
 # Encoder whose centred cosine is blended into the similar-look re-ranking (search.ml.match.rerank); "" turns
 # the re-ranking off. It must be an active encoder (the clustering one by default), so it has an index.
 FLATSITE_RERANK_ENCODER = env_str("FLATSITE_RERANK_ENCODER", "effnet-lite2")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import Task, shared_task
 
 from flatsite.jobs import services as jobs
@@ -59,6 +61,12 @@ def jobs_reconcile() -> dict[str, int]:
 def indexes_reconcile() -> dict[str, dict[str, int] | str]:
     """Periodic: repair drift between live index files and the database (e.g. after a crash)."""
     return index.indexes_reconcile()
+
+
+@shared_task(name="search.tasks.indexes_compact", ignore_result=True)
+def indexes_compact() -> dict[str, dict[str, Any] | str]:
+    """Periodic: fold delta segments and tombstones of live indexes into a new base where due."""
+    return index.indexes_compact()
 
 
 from search.clusters import tasks as tasks_clusters  # noqa: E402,F401  (registers the clustering tasks with Celery)

@@ -17,11 +17,11 @@ from flatsite.core import storage
 from search.clusters.selectors import photo_room_tags
 from search.listings.decoding import image_normalise
 from search.matching.evidence import evidence_words
-from search.matching.index import index_for_search
+from search.matching.live_index import index_for_search
 from search.matching.rerank import RerankIndexes, rerank_encoder, rerank_indexes, similar_rerank
 from search.ml.encoders.registry import load_encoder
 from search.ml.images.normalise import ImageLimits, check_extension
-from search.ml.index import VectorIndex
+from search.ml.index import SearchableIndex
 from search.ml.match.levels import (
     Level,
     LevelThresholds,
@@ -223,6 +223,9 @@ def _query_vector2(query: QueryImage, encoder: str) -> Future[np.ndarray]:
     return _query_pool.submit(lambda: model.embed_images([query.image])[0])
 
 
+ROOM_WIDEN_MAX = 4096  # most neighbours one room-filtered search looks at
+
+
 @dataclass
 class _Shortlist:
     """Global neighbours {id: cosine}, the query's (D,) embedding, and whether the cosines are centred."""
@@ -232,28 +235,32 @@ class _Shortlist:
     centred: bool = False
 
 
-def _hits(index: VectorIndex, vectors: np.ndarray, size: int, exclude: set[int]) -> dict[int, float]:
+def _hits(index: SearchableIndex, vectors: np.ndarray, size: int, exclude: set[int]) -> dict[int, float]:
     scores, ids = index.search(vectors, min(size, len(index)))  # (1 or 2, k)
     merged = merge_hits((scores, ids))  # each id's best score over the query and its mirror
     return {pid: score for pid, score in merged.items() if pid not in exclude}
 
 
 def _room_hits(
-    index: VectorIndex, vectors: np.ndarray, want: int, room_tag: str, exclude: set[int]
+    index: SearchableIndex, vectors: np.ndarray, want: int, room_tag: str, exclude: set[int]
 ) -> dict[int, float]:
-    """The `want` nearest photos carrying room_tag: the search widens until it has them or runs out."""
+    """The `want` nearest photos carrying room_tag: the search widens until it has them or hits a bound.
+
+    The bound (ROOM_WIDEN_MAX neighbours) keeps a rare tag in a million photos from turning one search
+    into a scan of the collection; past it, the room filter shows what the nearest neighbours hold.
+    """
     size = want
     while True:
         hits = _hits(index, vectors, size, exclude)
         tags = photo_room_tags(list(hits))
         tagged = {pid: score for pid, score in hits.items() if tags.get(pid) == room_tag}
-        if len(tagged) >= want or size >= len(index):
+        if len(tagged) >= want or size >= min(len(index), ROOM_WIDEN_MAX):
             return dict(sorted(tagged.items(), key=lambda item: -item[1])[:want])
-        size *= 4
+        size = min(size * 4, ROOM_WIDEN_MAX)
 
 
 def _shortlist(
-    query: QueryImage, size: int, index: VectorIndex | None, encoder: str, room: tuple[str, int] = ("", 0)
+    query: QueryImage, size: int, index: SearchableIndex | None, encoder: str, room: tuple[str, int] = ("", 0)
 ) -> _Shortlist:
     """The nearest `size` photos and, with room = (tag, n), the nearest n photos carrying that room tag."""
     if index is None or len(index) == 0:

@@ -1,41 +1,33 @@
-"""Index versions: incremental adds, rebuilds, the live switch, and repair from the database."""
+"""Index versions: segment appends, compaction, rebuilds, the live switch, and repair from the database.
+
+Every version is a list of immutable segments plus tombstones (search.ml.index.segments): an upload
+appends one segment (cost of the batch), a removal adds tombstones, compaction (periodic, outside the
+upload path) folds them into one base. Reads of the database stream in chunks (feature_reads).
+"""
 
 from __future__ import annotations
 
 import logging
-import threading
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 from django.conf import settings
 from django.db import transaction
 
-from search.listings.selectors import features_matrix
-from search.ml.index import (
-    IndexConfig,
-    IndexCorrupt,
-    IndexLocked,
-    IndexMissing,
-    VectorIndex,
-    build_index,
-)
-from search.ml.index.reconcile import reconcile
+from search.matching.feature_reads import feature_chunks, feature_count, feature_ids, feature_mean
+from search.matching.live_index import _cache, index_for_search, index_store, live_version
+from search.ml.index import IndexConfig, IndexCorrupt, IndexLocked, IndexMissing, VectorIndex
+from search.ml.index.compact import CompactionConflict, compact_due, compact_merge, compact_stage
+from search.ml.index.reconcile import plan_reconcile
+from search.ml.index.segments import SegmentedIndex
 from search.ml.index.store import IndexStore, IndexVersionInfo
 from search.models import IndexVersion, Photo, SearchEncoderChoice
 from search.ops.selectors import live_candidate, search_candidate
 
+__all__ = ["_cache", "index_for_search", "index_store"]  # re-exported: doors and tests import them from here
 log = logging.getLogger(__name__)
-# Keyed on the live row's identity, not just its version number: a restored or
-# re-created database (or a test with another data dir) can reuse version 1.
-_Key = tuple[int, int, str]  # (row pk, version, path) of the live IndexVersion
-_cache: dict[str, tuple[_Key, VectorIndex]] = {}
-_cache_lock = threading.Lock()
-
-
-def index_store(encoder: str) -> IndexStore:
-    """The on-disk store of one encoder's index versions."""
-    return IndexStore(Path(settings.INDEX_ROOT) / encoder)
+_MARK_CHUNK = 5_000  # ids per UPDATE (SQLite allows 32 766 parameters)
 
 
 def _register(encoder: str, info: IndexVersionInfo, *, live: bool, job_id: int | None = None) -> IndexVersion:
@@ -59,17 +51,7 @@ def _register(encoder: str, info: IndexVersionInfo, *, live: bool, job_id: int |
     return row
 
 
-def _config(vectors: np.ndarray) -> IndexConfig:
-    """Parameters for an index of these (N, D) vectors: centred on their mean once N is large enough."""
-    n, dim = int(vectors.shape[0]), int(vectors.shape[1])
-    minimum = settings.FLATSITE_INDEX_CENTRE_MIN
-    if minimum <= 0 or n < minimum:
-        return IndexConfig(dim=dim)
-    centre = vectors.mean(axis=0, dtype=np.float64)  # (D,)
-    return IndexConfig(dim=dim, centre=tuple(centre.tolist()), centre_count=n)
-
-
-def _recentre_due(index: VectorIndex) -> bool:
+def _recentre_due(index: SegmentedIndex | VectorIndex) -> bool:
     """True when the index should get a fresh mean: first big enough, or doubled since the last mean."""
     minimum = settings.FLATSITE_INDEX_CENTRE_MIN
     if minimum <= 0:
@@ -80,38 +62,101 @@ def _recentre_due(index: VectorIndex) -> bool:
     return len(index) >= 2 * index.config.centre_count
 
 
-def _from_database(encoder: str) -> VectorIndex | None:
-    """A fresh index of every stored feature of the encoder, centred on their mean (None if none)."""
-    ids, vectors = features_matrix(encoder)
-    if len(ids) == 0:
+def _base_config(encoder: str, dim: int, n: int) -> IndexConfig:
+    """Parameters of a fresh base: centred on the stored vectors' mean once there are enough of them."""
+    minimum = settings.FLATSITE_INDEX_CENTRE_MIN
+    if minimum <= 0 or n < minimum:
+        return IndexConfig(dim=dim)
+    centre, count = feature_mean(encoder)  # one streamed pass
+    if centre is None:
+        return IndexConfig(dim=dim)
+    return IndexConfig(dim=dim, centre=tuple(centre.tolist()), centre_count=count)
+
+
+def _prepared(
+    chunks: Iterator[tuple[np.ndarray, np.ndarray]], config: IndexConfig, limit: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Chunks as stored (centred), at most ``limit`` rows: later arrivals are left to the reconciler."""
+    shaper = VectorIndex(config)
+    for ids, vecs in chunks:
+        if ids.size and limit > 0:
+            yield ids[:limit], shaper.prepare(vecs[:limit])
+            limit -= min(limit, ids.size)
+
+
+def _write_from_database(
+    store: IndexStore, encoder: str, *, reason: str, live: bool = True, job_id: int | None = None
+) -> IndexVersion | None:
+    """A fresh one-segment version of every stored feature, streamed twice (mean, rows); None if none."""
+    n = feature_count(encoder)
+    first = next(feature_chunks(encoder, chunk=1), None)
+    if n == 0 or first is None or first[0].size == 0:
         return None
-    return build_index(ids, vectors, _config(vectors))
+    config = _base_config(encoder, int(first[1].shape[1]), n)
+    # Rows added while this streams are reconciled later; reserve room for a few of them.
+    room = n + 1024
+    staged = store.segment_stage(_prepared(feature_chunks(encoder), config, room), room, config, seq=1)
+    info = store.write_list(
+        SegmentedIndex(config), [], [staged], {"encoder": encoder, "reason": reason}, count=staged[1].count
+    )
+    return _register(encoder, info, live=live, job_id=job_id)
 
 
-def _live_or_empty(store: IndexStore, encoder: str, dim: int) -> tuple[VectorIndex, bool]:
-    """The live index to change and whether it had to be recovered (caller holds the lock).
+def _write_vector_index(store: IndexStore, encoder: str, index: VectorIndex, reason: str) -> IndexVersion:
+    """Persist an in-memory (legacy single-file) index as a one-segment version."""
+    ids = index.ids()
+    staged = store.segment_stage([(ids, index.vectors(ids))], ids.size, index.config, seq=1)
+    info = store.write_list(
+        SegmentedIndex(index.config),
+        [],
+        [staged],
+        {"encoder": encoder, "reason": reason},
+        count=staged[1].count,
+    )
+    return _register(encoder, info, live=True)
 
-    A damaged live file is replaced from the newest good version and the database.
+
+def _load_live(store: IndexStore, encoder: str, dim: int | None = None) -> SegmentedIndex:
+    """The live index to change (caller holds the lock): upgraded, recovered or empty as needed.
+
+    With no version at all: an empty index of ``dim`` (an add), or with no ``dim`` one built from the
+    database (reconcile, compaction), empty when the database holds no features either.
     """
-    live = _live_version(encoder)
+    live = live_version(encoder)
     try:
-        return store.load(live)[0], False
+        loaded = store.load(live)[0]
     except IndexMissing:
-        return VectorIndex(IndexConfig(dim=dim)), False
+        if dim is None:
+            return _recovered(store, encoder, bad=None) or SegmentedIndex(IndexConfig(dim=1))
+        return SegmentedIndex(IndexConfig(dim=dim))
     except IndexCorrupt:
         log.warning("live %s index v%s unreadable; recovering from the database", encoder, live)
-        return _recovered(store, encoder, bad=live) or VectorIndex(IndexConfig(dim=dim)), True
+        return _recovered(store, encoder, bad=live) or SegmentedIndex(IndexConfig(dim=dim or 1))
+    if isinstance(loaded, VectorIndex):  # a version written before segments: convert it once
+        row = _write_vector_index(store, encoder, loaded, "upgrade to segments")
+        loaded = store.load(row.version)[0]
+    assert isinstance(loaded, SegmentedIndex)
+    return loaded
 
 
-def _recovered(store: IndexStore, encoder: str, *, bad: int | None) -> VectorIndex | None:
-    """Newest good version reconciled with the database features, or a rebuild from them (lock held).
+def _sync(index: SegmentedIndex | VectorIndex, encoder: str) -> dict[str, int]:
+    """Make the index hold exactly the database's indexable photos (ids compared; missing vectors fetched)."""
+    missing, extra = plan_reconcile(index, feature_ids(encoder))
+    removed = index.remove(extra)
+    for ids, vecs in feature_chunks(encoder, photo_ids=missing):
+        if ids.size:
+            index.add(ids, vecs)
+    return {"added": int(missing.size), "removed": removed, "updated": 0}
+
+
+def _recovered(store: IndexStore, encoder: str, *, bad: int | None) -> SegmentedIndex | None:
+    """Newest good version synced with the database, or a rebuild from it, written live (lock held).
 
     None when no version is good and the database has no features either.
     """
     if bad is not None:
         # Never picked again: index_set_live refuses failed versions, and prune deletes the damaged file.
         IndexVersion.objects.filter(encoder=encoder, version=bad).update(status=IndexVersion.Status.FAILED)
-    ids, vectors = features_matrix(encoder)
     failed = set(
         IndexVersion.objects.filter(encoder=encoder, status=IndexVersion.Status.FAILED).values_list(
             "version", flat=True
@@ -120,57 +165,69 @@ def _recovered(store: IndexStore, encoder: str, *, bad: int | None) -> VectorInd
     for info in reversed(store.versions()):  # newest first
         if info.version in failed or not store.is_valid(info):
             continue
-        index, _ = store.load(info.version)
-        reconcile(index, (ids, vectors), check_vectors=True)
+        index = store.load(info.version)[0]
+        _sync(index, encoder)
         log.warning("%s index recovered from v%d and the database", encoder, info.version)
-        return index
-    if len(ids) == 0:
-        return None
+        if isinstance(index, VectorIndex):
+            row = _write_vector_index(store, encoder, index, "recover")
+        else:
+            row = _register(
+                encoder, store.write(index, meta={"encoder": encoder, "reason": "recover"}), live=True
+            )
+        loaded = store.load(row.version)[0]
+        assert isinstance(loaded, SegmentedIndex)
+        return loaded
     log.warning("%s index rebuilt from the database: no good version left", encoder)
-    return build_index(ids, vectors, _config(vectors))
+    rebuilt = _write_from_database(store, encoder, reason="recover")
+    if rebuilt is None:
+        return None
+    loaded = store.load(rebuilt.version)[0]
+    assert isinstance(loaded, SegmentedIndex)
+    return loaded
+
+
+def _mark_indexed(ids: np.ndarray) -> None:
+    for lo in range(0, ids.size, _MARK_CHUNK):
+        Photo.objects.filter(
+            pk__in=ids[lo : lo + _MARK_CHUNK].tolist(), status=Photo.Status.PROCESSED
+        ).update(status=Photo.Status.INDEXED)
 
 
 def index_add(
     encoder: str, ids: np.ndarray, vectors: np.ndarray, *, mark_indexed: bool = True
 ) -> IndexVersion:
-    """Add vectors to the live index as a new version (no rebuild) and mark the photos indexed."""
+    """Append the vectors to the live index as one new segment (cost of the batch) and mark them indexed.
+
+    A small collection that is due a new mean is re-centred here instead (a bounded cost: at most
+    FLATSITE_INDEX_COMPACT_MIN_ROWS rows); a larger one is re-centred by the periodic compaction.
+    """
     store = index_store(encoder)
     with store.lock():
-        index, _recovered_now = _live_or_empty(store, encoder, int(vectors.shape[1]))
+        index = _load_live(store, encoder, int(vectors.shape[1]))
         index.add(ids, vectors)
-        reason = "add"
-        if _recentre_due(index):
+        recentred = None
+        if _recentre_due(index) and len(index) <= settings.FLATSITE_INDEX_COMPACT_MIN_ROWS:
             # The features are stored before they are indexed, so the database holds these ones too.
-            index, reason = _from_database(encoder) or index, "recentre"
-        if index.needs_rebuild:
-            index.rebuild()
-        info = store.write(index, meta={"encoder": encoder, "reason": reason})
-        row = _register(encoder, info, live=True)
-        store.prune(keep=3, protect=[v for v in [_live_version(encoder)] if v is not None])
+            recentred = _write_from_database(store, encoder, reason="recentre")
+        if recentred is None:
+            recentred = _register(
+                encoder, store.write(index, meta={"encoder": encoder, "reason": "add"}), live=True
+            )
+        row = recentred
+        store.prune(keep=3, protect=[v for v in [live_version(encoder)] if v is not None])
     if mark_indexed:
-        Photo.objects.filter(pk__in=ids.tolist(), status=Photo.Status.PROCESSED).update(
-            status=Photo.Status.INDEXED
-        )
+        _mark_indexed(np.asarray(ids, dtype=np.int64))
     return row
 
 
 def index_remove(encoder: str, ids: list[int]) -> IndexVersion | None:
-    """Remove photos from the live index (new version)."""
+    """Remove photos from the live index (tombstones in a new version)."""
     store = index_store(encoder)
     with store.lock():
-        live = _live_version(encoder)
-        recovered = False
-        try:
-            loaded: VectorIndex | None = store.load(live)[0]
-        except IndexMissing:
+        if store.latest_version() is None:
             return None
-        except IndexCorrupt:
-            log.warning("live %s index v%s unreadable; recovering from the database", encoder, live)
-            loaded, recovered = _recovered(store, encoder, bad=live), True
-        if loaded is None:
-            return None
-        index = loaded
-        if index.remove(np.asarray(ids, dtype=np.int64)) == 0 and not recovered:
+        index = _load_live(store, encoder)
+        if index.remove(np.asarray(ids, dtype=np.int64)) == 0:
             return None
         info = store.write(index, meta={"encoder": encoder, "reason": "remove"})
         return _register(encoder, info, live=True)
@@ -178,37 +235,77 @@ def index_remove(encoder: str, ids: list[int]) -> IndexVersion | None:
 
 def index_rebuild(encoder: str, *, live: bool = True, job_id: int | None = None) -> IndexVersion:
     """Build a fresh version from every stored feature of the encoder (live at once unless asked not to)."""
-    ids, vectors = features_matrix(encoder)
-    if len(ids) == 0:
-        raise ValueError(f"no {encoder} features to index; run extraction first")
     store = index_store(encoder)
     with store.lock():
-        index = build_index(ids, vectors, _config(vectors))
-        info = store.write(index, meta={"encoder": encoder, "reason": "rebuild"})
-        row = _register(encoder, info, live=live, job_id=job_id)
-        store.prune(keep=5, protect=[v for v in [_live_version(encoder)] if v is not None])
-    Photo.objects.filter(pk__in=ids.tolist(), status=Photo.Status.PROCESSED).update(
-        status=Photo.Status.INDEXED
-    )
+        row = _write_from_database(store, encoder, reason="rebuild", live=live, job_id=job_id)
+        if row is None:
+            raise ValueError(f"no {encoder} features to index; run extraction first")
+        store.prune(keep=5, protect=[v for v in [live_version(encoder)] if v is not None])
+    _mark_indexed(feature_ids(encoder))
     return row
 
 
 def index_reconcile(encoder: str) -> dict[str, int]:
     """Make the live index hold exactly the database's feature rows (after a crash or manual edits)."""
-    ids, vectors = features_matrix(encoder)
     store = index_store(encoder)
     with store.lock():
-        # With no features left, the dimension comes from the live index (1 only for an empty stand-in).
-        index, recovered = _live_or_empty(store, encoder, int(vectors.shape[1]) if len(ids) else 1)
-        if len(index) == 0 and len(ids) == 0:
+        if store.latest_version() is None and feature_count(encoder) == 0:
             return {"added": 0, "removed": 0, "updated": 0}  # nothing to serve, nothing to write
-        counts = reconcile(index, (ids, vectors))
-        if _recentre_due(index) and len(ids):
-            index, counts["recentred"] = build_index(ids, vectors, _config(vectors)), 1
-        if counts["added"] or counts["removed"] or recovered or counts.get("recentred"):
+        index = _load_live(store, encoder)  # a damaged live version is recovered (and written) here
+        counts = _sync(index, encoder)
+        if index.dirty:
             info = store.write(index, meta={"encoder": encoder, "reason": "reconcile"})
             _register(encoder, info, live=True)
     return counts
+
+
+def index_compact(encoder: str, *, force: bool = False) -> dict[str, Any]:
+    """Fold the live index's segments and tombstones into one base (or re-centre it from the database).
+
+    The long part runs without the reindex lock, so uploads keep appending meanwhile (compact module doc).
+    """
+    store = index_store(encoder)
+    with store.lock():
+        snapshot = _load_live(store, encoder)
+        if not snapshot.segments or not (force or _compaction_due(snapshot)):
+            return {"compacted": False}
+        if _recentre_due(snapshot):
+            row = _write_from_database(store, encoder, reason="recentre")
+            store.prune(keep=3, protect=[row.version] if row else [])
+            return {"compacted": True, "recentred": True, "count": row.count if row else 0}
+    staged = compact_stage(store, snapshot)
+    try:
+        with store.lock():
+            current = _load_live(store, encoder)
+            merged, kept = compact_merge(snapshot, staged, current)
+            info = store.write_list(
+                merged, kept, [staged], {"encoder": encoder, "reason": "compact"}, count=len(merged)
+            )
+            row = _register(encoder, info, live=True)
+            store.prune(keep=3, protect=[row.version])
+    finally:
+        staged[0].unlink(missing_ok=True)
+    return {"compacted": True, "count": row.count, "segments": len(kept) + 1, "version": row.version}
+
+
+def _compaction_due(index: SegmentedIndex) -> bool:
+    return _recentre_due(index) or compact_due(
+        index,
+        min_rows=settings.FLATSITE_INDEX_COMPACT_MIN_ROWS,
+        fraction=settings.FLATSITE_INDEX_COMPACT_FRACTION,
+        max_segments=settings.FLATSITE_INDEX_MAX_SEGMENTS,
+    )
+
+
+def indexes_compact() -> dict[str, dict[str, Any] | str]:
+    """Compact every encoder's live index that needs it; one busy with another writer is skipped."""
+    report: dict[str, dict[str, Any] | str] = {}
+    for encoder in _live_encoders():
+        try:
+            report[encoder] = index_compact(encoder)
+        except (IndexLocked, CompactionConflict) as exc:
+            report[encoder] = f"skipped: {exc}"
+    return report
 
 
 def index_set_live(encoder: str, version: int) -> IndexVersion:
@@ -249,75 +346,19 @@ def search_encoder_set(encoder: str, *, user: Any = None) -> SearchEncoderChoice
         return SearchEncoderChoice.objects.create(encoder=encoder, chosen_by=user)
 
 
-def _live_version(encoder: str) -> int | None:
-    return (
-        IndexVersion.objects.filter(encoder=encoder, status=IndexVersion.Status.LIVE)
-        .values_list("version", flat=True)
-        .first()
-    )
-
-
-def index_for_search(encoder: str) -> VectorIndex | None:
-    """The live index, loaded once per process and reloaded when a newer version goes live.
-
-    A live file that fails its checksum is replaced (newest good version + the database, or a rebuild)
-    and marked failed; while another process holds the reindex lock, the newest good version is served.
-    """
-    live = (
-        IndexVersion.objects.filter(encoder=encoder, status=IndexVersion.Status.LIVE)
-        .values_list("pk", "version", "path")
-        .first()
-    )
-    if live is None:
-        return None
-    key = (int(live[0]), int(live[1]), str(live[2]))
-    with _cache_lock:
-        cached = _cache.get(encoder)
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        store = index_store(encoder)
-        try:
-            index, _info = store.load(key[1])
-        except IndexCorrupt:
-            log.exception("live %s index v%s unreadable; recovering", encoder, key[1])
-            found = _search_fallback(store, encoder, key)
-            if found is None:
-                return cached[1] if cached else None
-            key, index = found
-        _cache[encoder] = (key, index)
-        return index
-
-
-def _search_fallback(store: IndexStore, encoder: str, bad: _Key) -> tuple[_Key, VectorIndex] | None:
-    try:
-        with store.lock():
-            if _live_version(encoder) != bad[1]:  # replaced meanwhile: load the new one next time
-                return None
-            index = _recovered(store, encoder, bad=bad[1])
-            if index is None:
-                return None
-            info = store.write(index, meta={"encoder": encoder, "reason": "recover"})
-            row = _register(encoder, info, live=True)
-            return (row.pk, row.version, row.path), index
-    except IndexLocked:
-        # A reindex (maybe this very repair) is running: serve the newest good version until a new
-        # version goes live (cached under the damaged row, so the next live switch reloads).
-        try:
-            index, _info = store.load()
-        except IndexCorrupt:
-            return None
-        return bad, index
-
-
-def indexes_reconcile() -> dict[str, dict[str, int] | str]:
-    """Reconcile every encoder's live index with the database; an encoder mid-reindex is skipped."""
+def _live_encoders() -> list[str]:
     encoders = (
         IndexVersion.objects.filter(status=IndexVersion.Status.LIVE)
         .values_list("encoder", flat=True)
         .distinct()
     )
+    return sorted(set(encoders))
+
+
+def indexes_reconcile() -> dict[str, dict[str, int] | str]:
+    """Reconcile every encoder's live index with the database; an encoder mid-reindex is skipped."""
     report: dict[str, dict[str, int] | str] = {}
-    for encoder in sorted(set(encoders)):
+    for encoder in _live_encoders():
         try:
             report[encoder] = index_reconcile(encoder)
         except IndexLocked:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from django.conf import settings
 
-from search.matching.index import index_for_search
-from search.ml.index import VectorIndex
+from search.matching.live_index import index_for_search
+from search.ml.index import SearchableIndex
 from search.ml.match.levels import Level, LevelThresholds, Match
 from search.ml.match.rerank import blend, hub_score, rerank_scores, rerank_similar
 from search.ops.selectors import search_encoder
@@ -24,8 +24,8 @@ from search.ops.selectors import search_encoder
 class RerankIndexes:
     """The two live, centred indexes the re-ranking reads."""
 
-    search: VectorIndex  # search encoder (Lite0 by default)
-    extra: VectorIndex  # FLATSITE_RERANK_ENCODER (Lite2 by default)
+    search: SearchableIndex  # search encoder (Lite0 by default)
+    extra: SearchableIndex  # FLATSITE_RERANK_ENCODER (Lite2 by default)
     extra_encoder: str
 
 
@@ -38,7 +38,7 @@ def rerank_encoder(search: str | None = None) -> str:
     return "" if name == (search if search is not None else search_encoder()) else name
 
 
-def rerank_indexes(search: VectorIndex | None, encoder: str | None = None) -> RerankIndexes | None:
+def rerank_indexes(search: SearchableIndex | None, encoder: str | None = None) -> RerankIndexes | None:
     """The live search index and the re-rank encoder's, when re-ranking is on and both are centred.
 
     search: the search encoder's live index, which the caller has already looked up (encoder: its name).

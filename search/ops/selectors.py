@@ -186,7 +186,7 @@ def operation_plan(kind: str, encoder: str) -> OperationPlan:
         raise ValueError(f"encoder {encoder or '(none)'} is not available: {reason}")
     features = (
         Feature.objects.filter(encoder=encoder, photo__duplicate_of__isnull=True)
-        .exclude(photo__status=Photo.Status.REJECTED)  # the rows index_rebuild reads (features_matrix)
+        .exclude(photo__status=Photo.Status.REJECTED)  # the rows index_rebuild reads (feature_reads)
         .count()
     )
     if kind == Job.Kind.REINDEX and features == 0:

@@ -1,10 +1,18 @@
-"""Vector indexes: the FAISS wrapper (vector), its versioned files on disk (store), reconciling (reconcile).
+"""Vector indexes: the FAISS wrapper (vector), immutable segments (segment, segments), versioned files on
+disk (store), compaction (compact), reconciling (reconcile), and the backend interface (backend, milvus).
 
 Callers import from here; inside the package, modules import each other in one direction only:
-config <- vector <- store, reconcile.
+config <- vector, segment <- segments <- store, reconcile, backend <- compact, milvus.
 """
 
-from search.ml.index.config import KINDS, IndexConfig, IndexCorrupt, IndexLocked, IndexMissing
+from search.ml.index.config import (
+    KINDS,
+    IndexConfig,
+    IndexCorrupt,
+    IndexLocked,
+    IndexMissing,
+    SearchableIndex,
+)
 from search.ml.index.reconcile import plan_reconcile, reconcile
 from search.ml.index.store import IndexStore, IndexVersionInfo, LiveIndex
 from search.ml.index.vector import VectorIndex, build_index
@@ -18,6 +26,7 @@ __all__ = [
     "IndexStore",
     "IndexVersionInfo",
     "LiveIndex",
+    "SearchableIndex",
     "VectorIndex",
     "build_index",
     "plan_reconcile",

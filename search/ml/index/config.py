@@ -33,6 +33,27 @@ class ByteSource(Protocol):
     def read(self, n: int, /) -> bytes: ...
 
 
+class SearchableIndex(Protocol):
+    """What search, re-ranking and the reconciler need of an index (VectorIndex and SegmentedIndex)."""
+
+    @property
+    def config(self) -> IndexConfig: ...
+
+    def __len__(self) -> int: ...
+
+    def ids(self) -> np.ndarray: ...
+
+    def contains(self, ids: np.ndarray) -> np.ndarray: ...
+
+    def vectors(self, ids: np.ndarray) -> np.ndarray: ...
+
+    def prepare(self, vectors: np.ndarray) -> np.ndarray: ...
+
+    def search(
+        self, queries: np.ndarray, k: int, *, prepared: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+
+
 @dataclass(frozen=True)
 class IndexConfig:
     """Index parameters; stored in every index file header (``to_dict`` / ``from_dict``)."""
@@ -43,6 +64,10 @@ class IndexConfig:
     ef_construction: int = 80
     ef_search: int = 128
     tombstone_rebuild_fraction: float = 0.2  # hnsw: rebuild once this share of labels is dead
+    # Segments (search.ml.index.segments): a base segment of exact_threshold rows or more gets an IVF-PQ
+    # shortlist probed over `nprobe` lists; the best `rescore` codes are re-scored with the stored floats.
+    nprobe: int = 48
+    rescore: int = 256
     norm_tolerance: float = 1e-3  # |‖v‖ - 1| allowed for added vectors
     # Collection mean subtracted from every vector (stored and query) before re-normalising, or None.
     # Raw CNN cosines are compressed (every indoor photo looks alike); centring spreads them out
@@ -51,7 +76,13 @@ class IndexConfig:
     centre_count: int = 0
 
     def __post_init__(self) -> None:
-        if self.dim < 1 or self.hnsw_m < 2 or self.ef_construction < 1 or self.ef_search < 1:
+        if (
+            self.dim < 1
+            or self.hnsw_m < 2
+            or self.ef_construction < 1
+            or self.ef_search < 1
+            or min(self.nprobe, self.rescore) < 1
+        ):
             raise ValueError(f"invalid IndexConfig: {self.dim=}, {self.hnsw_m=}")
         if self.exact_threshold < 0 or not 0.0 < self.tombstone_rebuild_fraction <= 1.0:
             raise ValueError(f"invalid IndexConfig: {self.exact_threshold=}")

@@ -6,11 +6,11 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from search.ml.index.config import as_ids
+from search.ml.index.config import SearchableIndex, as_ids
 from search.ml.index.vector import VectorIndex
 
 
-def plan_reconcile(index: VectorIndex, live_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def plan_reconcile(index: SearchableIndex, live_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(missing, extra): live ids absent from the index, and index ids no longer live."""
     live_ids = np.unique(as_ids(live_ids))
     return live_ids[~index.contains(live_ids)], np.setdiff1d(index.ids(), live_ids, assume_unique=True)

@@ -29,7 +29,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from search.ml.index.config import IndexCorrupt, IndexLocked, IndexMissing
+from search.ml.index.config import IndexConfig, IndexCorrupt, IndexLocked, IndexMissing
+from search.ml.index.segment import SegmentMeta, segment_open, segment_valid, segment_write
+from search.ml.index.segments import SegmentedIndex, is_list, list_parse
 from search.ml.index.vector import VectorIndex
 
 logger = logging.getLogger(__name__)
@@ -118,22 +120,85 @@ class IndexStore:
         return sorted(set(found))
 
     # ---- writing -------------------------------------------------------------------------------
-    def write(self, index: VectorIndex, meta: dict[str, Any] | None = None) -> IndexVersionInfo:
-        """Persist ``index`` as a new version (temp + fsync + rename, then the manifest the same way)."""
+    def write(
+        self, index: VectorIndex | SegmentedIndex, meta: dict[str, Any] | None = None
+    ) -> IndexVersionInfo:
+        """Persist ``index`` as a new version (temp + fsync + rename, then the manifest the same way).
+
+        A SegmentedIndex writes only its pending rows (one new segment) and a new segment list.
+        """
+        if isinstance(index, SegmentedIndex):
+            staged = []
+            if len(index.pending):
+                ids = index.pending.ids()
+                staged.append(
+                    self.segment_stage(
+                        [(ids, index.pending.vectors(ids))], ids.size, index.config, seq=index.max_seq + 1
+                    )
+                )
+            return self.write_list(index, [m for m, _ in index.segments], staged, meta)
+        return self._write_version(index.save_to, index.kind, len(index), index.config.dim, meta or {})
+
+    def segment_stage(
+        self, chunks: Iterable[tuple[Any, Any]], n: int, config: IndexConfig, *, seq: int
+    ) -> tuple[Path, SegmentMeta]:
+        """Write up to ``n`` rows as a segment under a temp name (renamed by ``write_list``): (temp, meta)."""
+        name = f"s{secrets.token_hex(8)}.seg"
+        tmp = self.root / f".{name}.{os.getpid()}.tmp"
+        size, sha, rows = segment_write(tmp, chunks, int(n), config)
+        return tmp, SegmentMeta(name=name, seq=seq, count=rows, size=size, sha256=sha)
+
+    def write_list(
+        self,
+        index: SegmentedIndex,
+        metas: list[SegmentMeta],
+        staged: list[tuple[Path, SegmentMeta]],
+        meta: dict[str, Any] | None = None,
+        *,
+        count: int | None = None,
+    ) -> IndexVersionInfo:
+        """New version listing ``metas`` plus the ``staged`` segments (renamed into place first).
+
+        ``count``: live rows of the result when it is not ``len(index)`` (compaction swaps segments).
+        """
+        all_metas = [*metas, *(m for _, m in staged)]
+        payload = index.list_bytes(all_metas)
+        count = len(index) if count is None else count
+        try:
+            return self._write_version(
+                lambda sink: sink.write(payload), "segments", count, index.config.dim, meta or {}, staged
+            )
+        finally:
+            for tmp, _ in staged:
+                tmp.unlink(missing_ok=True)
+
+    def _write_version(
+        self,
+        save: Callable[[Any], Any],
+        kind: str,
+        count: int,
+        dim: int,
+        meta: dict[str, Any],
+        staged: list[tuple[Path, SegmentMeta]] = (),  # type: ignore[assignment]
+    ) -> IndexVersionInfo:
         tmp = self.root / f".v-{os.getpid()}-{secrets.token_hex(4)}.idx.tmp"
         try:
             with open(tmp, "xb") as fh:
                 sink = _HashingSink(fh)
-                index.save_to(sink)
+                save(sink)
                 fh.flush()
                 os.fsync(fh.fileno())
-            with self._write_lock():
+            with self._write_lock():  # prune takes it too: it never sees a segment that no list names yet
+                for seg_tmp, seg_meta in staged:
+                    os.replace(seg_tmp, self.root / seg_meta.name)
                 version = max(self._numbers(), default=0) + 1
                 path = self._idx_path(version)
-                info = self._info(version, index, sink, meta or {})
+                info = self._info(version, kind, count, dim, sink, meta)
                 os.replace(tmp, path)
                 try:
-                    _fsync_dir(self.root)  # the index must be durable before a manifest points at it
+                    _fsync_dir(
+                        self.root
+                    )  # index and segments must be durable before a manifest points at them
                     _atomic_write_bytes(self._manifest_path(version), self._manifest_bytes(info))
                 except BaseException:
                     path.unlink(missing_ok=True)  # no manifest: the version never existed
@@ -146,14 +211,14 @@ class IndexStore:
         return info
 
     def _info(
-        self, version: int, index: VectorIndex, sink: _HashingSink, meta: dict[str, Any]
+        self, version: int, kind: str, count: int, dim: int, sink: _HashingSink, meta: dict[str, Any]
     ) -> IndexVersionInfo:
         return IndexVersionInfo(
             version=version,
             path=self._idx_path(version),
-            kind=index.kind,
-            count=len(index),
-            dim=index.config.dim,
+            kind=kind,
+            count=count,
+            dim=dim,
             created_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
             sha256=sink.sha.hexdigest(),
             size=sink.size,
@@ -212,7 +277,7 @@ class IndexStore:
             return None
         return info
 
-    def load(self, version: int | None = None) -> tuple[VectorIndex, IndexVersionInfo]:
+    def load(self, version: int | None = None) -> tuple[VectorIndex | SegmentedIndex, IndexVersionInfo]:
         """Load ``version`` or, for None, the newest one that verifies (damaged newer ones are skipped)."""
         infos = self.versions()
         if version is not None:
@@ -230,11 +295,17 @@ class IndexStore:
                 errors.append(f"v{info.version}: {exc}")
         raise IndexCorrupt(f"no loadable index version in {self.root}: {'; '.join(errors)}")
 
-    def _load_one(self, info: IndexVersionInfo) -> VectorIndex:
+    def _load_one(self, info: IndexVersionInfo) -> VectorIndex | SegmentedIndex:
+        index: VectorIndex | SegmentedIndex
         with open(info.path, "rb") as fh:
             self._verify(info, fh)
             fh.seek(0)
-            index = VectorIndex.load_from(fh)
+            if is_list(fh.read(8)):
+                fh.seek(0)
+                index = self._open_list(fh.read())
+            else:
+                fh.seek(0)
+                index = VectorIndex.load_from(fh)
         if len(index) != info.count or index.config.dim != info.dim or index.kind != info.kind:
             raise IndexCorrupt(f"index version {info.version} does not match its manifest")
         return index
@@ -248,14 +319,33 @@ class IndexStore:
         if not self._verified[key]:
             raise IndexCorrupt(f"index version {info.version}: checksum or size mismatch")
 
+    def _open_list(self, data: bytes) -> SegmentedIndex:
+        config, metas, tomb_ids, tomb_seqs = list_parse(data)
+        segments = [(m, segment_open(self.root / m.name, m)) for m in metas]
+        return SegmentedIndex(config, segments, tomb_ids, tomb_seqs)
+
     def is_valid(self, info: IndexVersionInfo) -> bool:
-        """True when the version's file matches its manifest checksum (cached per file state)."""
+        """True when the version's file (and, for a list, every segment) matches its checksum (cached)."""
         try:
             with open(info.path, "rb") as fh:
                 self._verify(info, fh)
+                fh.seek(0)  # the checksum read may have moved to the end
+                if is_list(fh.read(8)):
+                    fh.seek(0)
+                    metas = list_parse(fh.read())[1]
+                    return all(segment_valid(self.root / m.name, m) for m in metas)
         except (IndexCorrupt, OSError):
             return False
         return True
+
+    def segment_names(self, info: IndexVersionInfo) -> set[str]:
+        """Segment files a version lists (empty for a single-file version or an unreadable list)."""
+        try:
+            with open(info.path, "rb") as fh:
+                data = fh.read()
+            return {m.name for m in list_parse(data)[1]} if is_list(data) else set()
+        except (IndexCorrupt, OSError):
+            return set()
 
     # ---- maintenance ---------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -284,6 +374,7 @@ class IndexStore:
         with self._write_lock():
             deleted = self._prune_versions(keep, set(protect))
             self._prune_tmp(tmp_max_age_s)
+            self._prune_segments()
         if deleted:
             _fsync_dir(self.root)
         return deleted
@@ -304,6 +395,15 @@ class IndexStore:
             self._idx_path(version).unlink(missing_ok=True)
         return deleted
 
+    def _prune_segments(self) -> None:
+        """Delete segment files that no remaining version lists (write lock held)."""
+        listed: set[str] = set()
+        for info in self.versions():
+            listed |= self.segment_names(info)
+        for entry in os.scandir(self.root):
+            if entry.name.endswith(".seg") and entry.name not in listed:
+                Path(entry.path).unlink(missing_ok=True)
+
     def _prune_tmp(self, max_age_s: float) -> None:
         cutoff = time.time() - max_age_s
         for entry in os.scandir(self.root):
@@ -318,12 +418,12 @@ class LiveIndex:
         self, store: IndexStore, poll_s: float = 2.0, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.store, self.poll_s, self._clock = store, poll_s, clock
-        self._current: tuple[VectorIndex, IndexVersionInfo] | None = None
+        self._current: tuple[VectorIndex | SegmentedIndex, IndexVersionInfo] | None = None
         self._checked_at = -math.inf
         self._seen_latest: int | None = None  # newest number tried, so a damaged one is not re-read per poll
         self._lock = threading.Lock()
 
-    def get(self) -> tuple[VectorIndex, IndexVersionInfo]:
+    def get(self) -> tuple[VectorIndex | SegmentedIndex, IndexVersionInfo]:
         """Current index; polls ``latest_version()`` at most every ``poll_s``. IndexCorrupt if none loads."""
         current = self._current
         if current is not None and self._clock() - self._checked_at < self.poll_s:

@@ -59,34 +59,63 @@ def _live() -> IndexVersion:
 
 
 @pytest.mark.parametrize("how", ["truncate", "flip_byte", "delete"])
-def test_damaged_live_index_falls_back_to_the_previous_version_plus_the_database(how: str) -> None:
-    ids, vectors = _two_versions(ListingFactory())
+def test_search_on_a_damaged_live_version_serves_the_newest_good_one_and_writes_nothing(how: str) -> None:
+    ids, _vectors = _two_versions(ListingFactory())
     _damage(Path(_live().path), how)
 
     index = index_service.index_for_search(ENCODER)
 
-    assert index is not None
-    # v1 alone lacks the two photos added in v2: they come back from the database's features.
-    assert sorted(index.ids().tolist()) == sorted(ids)
-    _scores, found = index.search(vectors[ids[-1]][None, :], 1)
-    assert found[0, 0] == ids[-1]
+    # v1 lacks the two photos added in v2; search never repairs (that would be a rebuild per request).
+    assert index is not None and sorted(index.ids().tolist()) == sorted(ids[:6])
+    assert (_live().version, _live().status) == (2, IndexVersion.Status.LIVE)
+    assert IndexVersion.objects.filter(encoder=ENCODER).count() == 2
+    assert not (index_service.index_store(ENCODER).root / "v00000003.idx").exists()
+
+
+@pytest.mark.parametrize("how", ["truncate", "flip_byte", "delete"])
+def test_reconcile_repairs_a_damaged_live_version_from_the_previous_one_plus_the_database(how: str) -> None:
+    ids, vectors = _two_versions(ListingFactory())
+    _damage(Path(_live().path), how)
+
+    index_service.index_reconcile(ENCODER)
+
     assert IndexVersion.objects.get(encoder=ENCODER, version=2).status == IndexVersion.Status.FAILED
     repaired = _live()
     assert (repaired.version, repaired.count) == (3, 8)
-    index_service._cache.clear()  # the repaired version is on disk, not only in this process
-    reloaded = index_service.index_for_search(ENCODER)
-    assert reloaded is not None and sorted(reloaded.ids().tolist()) == sorted(ids)
+    index = index_service.index_for_search(ENCODER)
+    assert index is not None and sorted(index.ids().tolist()) == sorted(ids)
+    _scores, found = index.search(vectors[ids[-1]][None, :], 1)
+    assert found[0, 0] == ids[-1]
     with pytest.raises(ValueError, match="failed"):
         index_service.index_set_live(ENCODER, 2)
 
 
-def test_with_no_good_version_left_the_index_is_rebuilt_from_the_database() -> None:
+def test_a_damaged_newest_segment_is_served_around_and_repaired_by_reconcile() -> None:
     ids, _vectors = _two_versions(ListingFactory())
-    for row in IndexVersion.objects.filter(encoder=ENCODER):
-        _damage(Path(row.path), "truncate")
+    store = index_service.index_store(ENCODER)
+    v1, v2 = store.versions()
+    newest = (store.segment_names(v2) - store.segment_names(v1)).pop()  # the segment v2 appended
+    _damage(store.root / newest, "flip_byte")
 
     index = index_service.index_for_search(ENCODER)
+    assert index is not None and sorted(index.ids().tolist()) == sorted(ids[:6])
 
+    index_service.index_reconcile(ENCODER)
+    index_service._cache.clear()
+    repaired = index_service.index_for_search(ENCODER)
+    assert repaired is not None and sorted(repaired.ids().tolist()) == sorted(ids)
+
+
+def test_with_no_good_version_left_search_finds_nothing_and_reconcile_rebuilds_from_the_database() -> None:
+    ids, _vectors = _two_versions(ListingFactory())
+    store = index_service.index_store(ENCODER)
+    for name in store.segment_names(store.versions()[0]):  # the base segment every version shares
+        _damage(store.root / name, "truncate")
+
+    assert index_service.index_for_search(ENCODER) is None
+
+    index_service.index_reconcile(ENCODER)
+    index = index_service.index_for_search(ENCODER)
     assert index is not None and sorted(index.ids().tolist()) == sorted(ids)
     assert _live().count == len(ids)
 
@@ -123,14 +152,14 @@ def test_a_second_concurrent_reindex_is_refused_and_the_first_completes(
 ) -> None:
     ids = [photo_with_feature(ListingFactory(), seed)[0].pk for seed in range(10)]
     building, release = threading.Event(), threading.Event()
-    real_build = index_service.build_index
+    real_config = index_service._base_config
 
     def slow_build(*args: Any, **kwargs: Any) -> Any:
         building.set()
         assert release.wait(30), "the test never let the first reindex finish"
-        return real_build(*args, **kwargs)
+        return real_config(*args, **kwargs)
 
-    monkeypatch.setattr(index_service, "build_index", slow_build)
+    monkeypatch.setattr(index_service, "_base_config", slow_build)
     outcome: dict[str, Any] = {}
 
     def first() -> None:

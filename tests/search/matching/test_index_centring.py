@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from django.test import override_settings
 
+from search.listings.selectors import features_matrix
 from search.matching import index as index_service
 from tests.factories import ListingFactory
 from tests.search.matching.index_rows import ENCODER, photo_with_feature
@@ -41,7 +42,7 @@ def test_small_collections_stay_raw_and_get_centred_at_the_threshold() -> None:
     assert _live_index().config.centre is None
     _add(listing, range(4, 7))
     index = _live_index()
-    _ids, vectors = index_service.features_matrix(ENCODER)
+    _ids, vectors = features_matrix(ENCODER)
     assert index.config.centre_count == 7 == len(index)
     assert np.allclose(index.config.centre_array, vectors.mean(axis=0), atol=1e-6)
     assert index_service.index_store(ENCODER).versions()[-1].meta["reason"] == "recentre"
@@ -62,7 +63,7 @@ def test_the_mean_is_kept_until_the_collection_doubles() -> None:
 def test_a_centred_index_ranks_by_centred_cosine() -> None:
     listing = ListingFactory()
     _add(listing, range(0, 12))
-    ids, vectors = index_service.features_matrix(ENCODER)
+    ids, vectors = features_matrix(ENCODER)
     centred = vectors - vectors.mean(axis=0)
     centred /= np.linalg.norm(centred, axis=1, keepdims=True)
     scores, found = _live_index().search(vectors[:1], 3)

@@ -1,10 +1,10 @@
-"""Bulk import: python manage.py import_photos DIR [--listings CSV] [--inline] [--owner NAME]."""
+"""Bulk import: manage.py import_photos DIR [--listings CSV] [--inline] [--owner NAME] [--report PATH]."""
 
 from __future__ import annotations
 
-import csv
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +16,23 @@ from tqdm import tqdm
 
 from flatsite.core import accounts, roles
 from search.listings import imports
-from search.listings.import_plan import ZIP_EXTENSIONS, ImportPlanError, plan_import, skipped_files
-from search.listings.import_report import ReportRow, rows_finalise
+from search.listings.import_plan import (
+    ZIP_EXTENSIONS,
+    ImportPlanError,
+    PlanItem,
+    PlannedFile,
+    Skipped,
+    count_files,
+    plan_stream,
+)
+from search.listings.import_report import (
+    FORMATS,
+    OUTCOMES,
+    ReportRow,
+    ReportSpool,
+    report_format,
+    report_write,
+)
 from search.matching import features
 from search.models import Job
 
@@ -34,44 +49,103 @@ class Command(BaseCommand):
         parser.add_argument("--owner", default="importer", help="agent account owning the listings")
         parser.add_argument("--timeout", type=float, default=3600, help="seconds to wait for workers")
         parser.add_argument(
-            "--report", type=Path, default=None, help="CSV of every file's outcome (default var/imports/)"
+            "--report",
+            type=Path,
+            default=None,
+            help="every file's outcome (default var/imports/; .json: JSON)",
+        )
+        parser.add_argument(
+            "--report-format", choices=FORMATS, default=None, help="csv or json (default: by suffix)"
         )
 
     def handle(self, *args: Any, **opts: Any) -> None:
         root: Path = opts["directory"]
         try:
-            plans = plan_import(root, opts["listings"])
+            items = plan_stream(root, opts["listings"])
         except ImportPlanError as exc:
             raise CommandError(str(exc)) from exc
         owner = self._owner(opts["owner"])
-        skipped = skipped_files(root, plans, opts["listings"])
-        total = sum(len(p.files) for p in plans)
-        self.stdout.write(
-            f"importing {total} files into {len(plans)} listings as '{owner.get_username()}'"
-            + (f" ({len(skipped)} other files skipped)" if skipped else "")
-        )
-        started = time.monotonic()
-        since = timezone.now()
-        rows: list[ReportRow] = []
+        try:
+            total = count_files(root)
+        except OSError as exc:
+            raise CommandError(f"cannot read {exc.filename or root}: {exc.strerror or exc}") from exc
+        self.stdout.write(f"importing the {total} files of {root} as '{owner.get_username()}'")
+        started, since = time.monotonic(), timezone.now()
+        spool = ReportSpool()
+        try:
+            job_ids = self._import(root, items, owner, opts["inline"], spool, total)
+            if isinstance(job_ids, str):
+                self._finish(spool, opts, started, stopped=job_ids)  # raises CommandError
+                return
+            if opts["inline"]:
+                self.stdout.write("extracting features and indexing (inline)")
+                extract = features.extract_inline(owner)
+                self.stdout.write(
+                    f"extraction: {extract.status} {extract.result.get('extracted', extract.error)}"
+                )
+            else:
+                self._wait(job_ids or [], opts["timeout"])
+                self._wait_extraction(since, opts["timeout"])
+            self._finish(spool, opts, started, stopped="")
+        finally:
+            spool.close()
+
+    def _import(
+        self, root: Path, items: Iterator[PlanItem], owner: Any, inline: bool, spool: ReportSpool, total: int
+    ) -> list[int] | str:
+        """Stream the plan into chunked jobs under one progress bar; why it stopped early, if it did."""
         with tqdm(total=total, unit="file", disable=None) as bar:
 
-            def on_chunk(plan: Any, chunk: list[Path], result: Any) -> None:
-                rows.extend(_rows(root, plan, chunk, result.outcomes))
-                bar.update(len(chunk))
+            def planned() -> Iterator[PlannedFile]:
+                for item in items:
+                    if isinstance(item, Skipped):
+                        spool.add([ReportRow(_rel(root, item.path), "", "skipped", item.reason)])
+                        bar.update(1)
+                    else:
+                        yield item
 
-            results = imports.listings_import(plans, owner=owner, inline=opts["inline"], on_chunk=on_chunk)
-        job_ids = [r.job.pk for r in results if r.job is not None]
-        if opts["inline"]:
-            self.stdout.write("extracting features and indexing (inline)")
-            extract = features.extract_inline(owner)
-            self.stdout.write(
-                f"extraction: {extract.status} {extract.result.get('extracted', extract.error)}"
+            def on_chunk(chunk: imports.Chunk, result: Any) -> None:
+                spool.add(_rows(root, chunk, result.outcomes))
+                bar.update(len(chunk.files))
+
+            try:
+                return imports.listings_import(planned(), owner=owner, inline=inline, on_chunk=on_chunk)
+            except ImportPlanError as exc:
+                raise CommandError(str(exc)) from exc
+            except KeyboardInterrupt:
+                return "interrupted"
+            except OSError as exc:  # a folder that became unreadable mid-walk: report what was done
+                return f"stopped: cannot read {exc.filename or root}: {exc.strerror or exc}"
+
+    def _finish(self, spool: ReportSpool, opts: dict[str, Any], started: float, stopped: str) -> None:
+        """Write the report of every file so far and the summary line; stopping early is an error."""
+        path = opts["report"] or _default_report(opts["report_format"])
+        fmt = report_format(path, opts["report_format"])
+        printed = Counter[str]()
+
+        def on_row(row: ReportRow) -> None:
+            # Every file not accepted gets a line here too (up to a point: the report has them all).
+            if row.outcome != "accepted":
+                printed["rows"] += 1
+                if printed["rows"] <= PRINTED_ROWS:
+                    style = self.style.WARNING if row.outcome in ("rejected", "skipped") else str
+                    self.stdout.write(style(row.line()))
+
+        counts = report_write(
+            spool, path, fmt, on_row, extra={"interrupted": bool(stopped), "stopped": stopped}
+        )
+        if printed["rows"] > PRINTED_ROWS:
+            self.stdout.write(f"... and {printed['rows'] - PRINTED_ROWS} more not accepted: see the report")
+        seconds = time.monotonic() - started
+        rate = spool.count / seconds if seconds > 0 else 0.0
+        summary = ", ".join(f"{counts[k]} {k}" for k in OUTCOMES)
+        line = f"{seconds:.1f}s ({rate:.1f} files/s): {summary}; report: {path}"
+        if stopped:
+            raise CommandError(
+                f"{stopped} after {line}. Run the same command again to continue: "
+                "files already imported are recognised by their content and not imported twice"
             )
-        else:
-            self._wait(job_ids, opts["timeout"])
-            self._wait_extraction(since, opts["timeout"])
-        rows = rows_finalise(rows) + [ReportRow(_rel(root, s.path), "", "skipped", s.reason) for s in skipped]
-        self._report(rows, opts["report"] or _default_report(), time.monotonic() - started)
+        self.stdout.write(f"done in {line}")
 
     def _owner(self, username: str) -> Any:
         user = get_user_model().objects.filter(username=username).first()
@@ -108,28 +182,13 @@ class Command(BaseCommand):
             time.sleep(1)
         self.stdout.write("features extracted and indexed")
 
-    def _report(self, rows: list[ReportRow], path: Path, seconds: float) -> None:
-        # Every file gets exactly one row in the report; every file not accepted also gets a line here.
-        for row in rows:
-            if row.outcome != "accepted":
-                style = self.style.WARNING if row.outcome in ("rejected", "skipped") else str
-                self.stdout.write(style(row.line()))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(REPORT_COLUMNS)
-            writer.writerows((r.file, r.listing, r.outcome, r.detail, r.photo_id or "") for r in rows)
-        counts = Counter(r.outcome for r in rows)
-        rate = len(rows) / seconds if seconds > 0 else 0.0
-        summary = ", ".join(f"{counts[k]} {k}" for k in ("accepted", "duplicate", "rejected", "skipped"))
-        self.stdout.write(f"done in {seconds:.1f}s ({rate:.1f} files/s): {summary}; report: {path}")
+
+PRINTED_ROWS = 1000
 
 
-REPORT_COLUMNS = ("file", "listing", "outcome", "detail", "photo_id")
-
-
-def _default_report() -> Path:
-    return Path(settings.DATA_DIR) / "imports" / f"import-{timezone.now():%Y%m%d-%H%M%S}.csv"
+def _default_report(fmt: str | None) -> Path:
+    stamp = f"{timezone.now():%Y%m%d-%H%M%S-%f}"  # two runs in one second must not share a report
+    return Path(settings.DATA_DIR) / "imports" / f"import-{stamp}.{fmt or 'csv'}"
 
 
 def _rel(root: Path, path: Path) -> str:
@@ -139,15 +198,16 @@ def _rel(root: Path, path: Path) -> str:
         return str(path)
 
 
-def _rows(root: Path, plan: Any, chunk: list[Path], outcomes: list[Any]) -> list[ReportRow]:
-    """Report rows of one ingested batch; a zip's entries are named inside the zip."""
-    by_name = {p.name: p for p in chunk}
-    archive = chunk[0] if len(chunk) == 1 and chunk[0].suffix.lower() in ZIP_EXTENSIONS else None
+def _rows(root: Path, chunk: imports.Chunk, outcomes: list[Any]) -> list[ReportRow]:
+    """Report rows of one ingested chunk; a zip's entries are named inside the zip."""
+    by_name = {p.name: p for p in chunk.paths}
+    paths = chunk.paths
+    archive = paths[0] if len(paths) == 1 and paths[0].suffix.lower() in ZIP_EXTENSIONS else None
     rows = []
     for o in outcomes:
         if archive is not None and o.name != archive.name:
             file = f"{_rel(root, archive)}/{o.name}"
         else:
             file = _rel(root, by_name.get(o.name, root / o.name))
-        rows.append(ReportRow(file, plan.external_id, o.status, o.detail, o.photo_id))
+        rows.append(ReportRow(file, chunk.listing.external_id, o.status, o.detail, o.photo_id))
     return rows

@@ -13,7 +13,14 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from search.listings import imports
-from search.listings.import_plan import ImportPlanError, plan_houses, plan_import, skipped_files
+from search.listings.import_plan import (
+    ImportPlanError,
+    PlannedFile,
+    PlannedListing,
+    plan_houses,
+    plan_import,
+    skipped_files,
+)
 from search.models import Job, Listing, Photo
 from tests import images
 from tests.shared_data import require_shared_data
@@ -86,6 +93,7 @@ def test_import_photos_inline_imports_processes_and_is_idempotent(tmp_path: Path
     assert Listing.objects.get(external_id="house-1").price == 869500
     assert Photo.objects.filter(status=Photo.Status.INDEXED).count() == 3  # processed, extracted, indexed
     copy = Photo.objects.get(status=Photo.Status.DUPLICATE)
+    assert copy.duplicate_of is not None
     assert copy.room_tag == "kitchen" and copy.duplicate_of.listing.external_id == "house-1"
     assert set(Job.objects.values_list("status", flat=True)) == {Job.Status.SUCCEEDED}
     assert "files/s" in capsys.readouterr().out
@@ -189,14 +197,11 @@ def test_a_folder_larger_than_one_upload_is_split_into_several_jobs(tmp_path: Pa
 
 
 def test_import_chunks_keep_each_zip_alone_and_cap_the_rest() -> None:
-    files = [Path(f"{i}.jpg") for i in range(5)] + [Path("a.zip"), Path("b.ZIP")]
-    assert imports.import_chunks(files, 2) == [
-        [Path("0.jpg"), Path("1.jpg")],
-        [Path("2.jpg"), Path("3.jpg")],
-        [Path("4.jpg")],
-        [Path("a.zip")],
-        [Path("b.ZIP")],
-    ]
+    listing = PlannedListing("flat", "flat")
+    names = ["0.jpg", "1.jpg", "a.zip", "2.jpg", "3.jpg", "4.jpg", "b.ZIP"]
+    files = (PlannedFile(Path(name), listing) for name in names)
+    chunks = [[p.name for p in chunk.paths] for chunk in imports.import_chunks(files, 2)]
+    assert sorted(chunks) == [["0.jpg", "1.jpg"], ["2.jpg", "3.jpg"], ["4.jpg"], ["a.zip"], ["b.ZIP"]]
 
 
 def test_files_a_listings_csv_does_not_name_are_skipped_with_that_reason(tmp_path: Path) -> None:
@@ -206,7 +211,7 @@ def test_files_a_listings_csv_does_not_name_are_skipped_with_that_reason(tmp_pat
     listings_csv = _write(root / "listings.csv", b"file,listing\na.jpg,flat-1\n")
     plans = plan_import(root, listings_csv)
     assert [path for plan in plans for path, _ in plan.files] == [named.resolve()]
-    assert [(s.path.name, s.reason) for s in skipped_files(root, plans, listings_csv)] == [
+    assert [(s.path.name, s.reason) for s in skipped_files(root, listings_csv)] == [
         ("b.jpg", "not named in the listings CSV"),
         ("listings.csv", "listing metadata, not a photo"),
     ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +19,6 @@ from tests.factories import ListingFactory
 from tests.search.matching.index_rows import ENCODER, photo_with_feature
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache() -> Iterator[None]:
-    index_service._cache.clear()  # another test's index must not answer for this one
-    yield
-    index_service._cache.clear()
 
 
 def _two_versions(listing: Any) -> tuple[list[int], dict[int, np.ndarray]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -17,13 +16,6 @@ from tests.factories import ListingFactory
 from tests.search.matching.index_rows import ENCODER, photo_with_feature
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache() -> Iterator[None]:
-    index_service._cache.clear()
-    yield
-    index_service._cache.clear()
 
 
 def _add(listing: Any, seeds: range) -> list[int]:

@@ -12,7 +12,7 @@ import pytest
 
 from search.ml.index.segments import SegmentedIndex
 from search.ml.index.store import IndexStore
-from tests.search.ml.index.test_vector import _kill_one_writer, child_env
+from tests.search.ml.index.test_vector import FORK_LOOP, _kill_one_writer, child_env
 
 # Each round forks a writer that continues from the newest version on disk: it appends a batch (some
 # replacements) with removals, and every second write compacts (stage, merge, list), as the app does.
@@ -50,15 +50,6 @@ def write_forever(root, seed):
             info = store.write(index, {"digest": digest(index), "reason": "add"})
         os.write(1, f"wrote {info.version}\\n".encode())
         store.prune(keep=2, tmp_max_age_s=0.0)
-
-for line in sys.stdin:
-    pid = os.fork()
-    if pid == 0:
-        write_forever(Path(sys.argv[1]), int(line))
-        os._exit(0)
-    print("child", pid, flush=True)
-    os.waitpid(pid, 0)
-    print("reaped", flush=True)
 """
 
 KILLS = 30
@@ -73,7 +64,7 @@ def _digest(index: SegmentedIndex) -> str:
 @pytest.mark.timeout(240)
 def test_killing_a_segment_writer_30_times_never_loses_or_tears_a_version(tmp_path: Path) -> None:
     spawner = subprocess.Popen(
-        [sys.executable, "-c", _SPAWNER, str(tmp_path)],
+        [sys.executable, "-c", _SPAWNER + FORK_LOOP, str(tmp_path)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         env=child_env(),

@@ -343,7 +343,9 @@ def write_forever(root, seed):
         # between "wrote" and the number left the parent reading "wrotereaped".
         os.write(1, f"wrote {info.version}\\n".encode())
         store.prune(keep=2, tmp_max_age_s=0.0)  # as index_add does; killed mid-prune too
-
+"""
+# The spawner's loop (after a write_forever(root, seed) of its own): one forked writer per line of stdin.
+FORK_LOOP = """
 for line in sys.stdin:
     pid = os.fork()
     if pid == 0:
@@ -379,7 +381,7 @@ def _kill_one_writer(spawner: subprocess.Popen[str], seed: int, delay_s: float) 
 @pytest.mark.timeout(180)
 def test_killing_the_writer_50_times_always_leaves_the_previous_version_loadable(tmp_path: Path) -> None:
     spawner = subprocess.Popen(
-        [sys.executable, "-c", _SPAWNER, str(tmp_path)],
+        [sys.executable, "-c", _SPAWNER + FORK_LOOP, str(tmp_path)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         env=child_env(),

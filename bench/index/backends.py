@@ -12,19 +12,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import faiss
 import numpy as np
 
-from bench.index.index_scale import MACHINE, clustered_unit_vectors, recall_at, sample_around, timed
+from bench.index.index_scale import clustered_unit_vectors, recall_at, run_header, sample_around, timed
 from search.ml.index.milvus import MilvusBackend
 
 
@@ -123,11 +120,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     if args.json:
         payload = {
-            "benchmark": "index_backends",
-            "date": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": f"{MACHINE}; {platform.machine()} {os.cpu_count()} cpus; faiss {faiss.__version__}",
-            "load_average": os.getloadavg(),
-            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            **run_header("index_backends", args),
             "rows": [asdict(r) | {"bytes_per_vec": r.bytes_per_vec} for r in results],
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,8 @@
 python -m bench.index [--sizes 10000,100000] [--dim 256] [--queries 200] [--merge]
 
 For every size it measures exact flat and HNSW through ``search.ml.index.vector.VectorIndex`` AND a bare FAISS
-index of the same kind and parameters (target: wrapper <= 1.5x bare latency), plus bare IVF-PQ as the
+index of the same kind and parameters (target: wrapper <= 1.5x bare latency), bare IVF-PQ, and the app's segment
+(IVF-PQ shortlist re-scored exactly from the memory-mapped floats, search.ml.index.segment) as the
 memory-lean alternative. Recall@10 is against exact search. Vectors are synthetic, L2-normalised and
 clustered (many small groups, like the photos of one listing). Times are recorded twice: wall clock and CPU
 time of this process, because on an oversubscribed VM wall time mostly measures waiting for a core.
@@ -27,6 +28,7 @@ import faiss
 import numpy as np
 
 from bench.common.paths import RESULTS as RESULTS_DIR
+from bench.index.segment_rows import segment_rows
 from search.ml.index import IndexConfig, VectorIndex
 
 Searcher = Callable[[np.ndarray], np.ndarray]  # (1, d) query -> (1, k) ids
@@ -243,6 +245,8 @@ def bench_size(n: int, args: argparse.Namespace) -> list[Row]:
             rows += compare(kind, ids, x, cfg, ctx)
     if "ivfpq" in args.kinds:
         rows += ivfpq_rows(x, ctx)
+    if "segment" in args.kinds:
+        rows += segment_rows(ids, x, cfg, ctx)
     for row in rows:
         row.spread = args.spread
     return rows
@@ -307,12 +311,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--queries", type=int, default=200)
     p.add_argument("--spread", type=float, default=1.0, help="cluster noise; larger = harder for ANN")
     p.add_argument("--k", type=int, default=10)
-    p.add_argument("--kinds", type=lambda s: s.split(","), default=["flat", "hnsw", "ivfpq"])
+    p.add_argument("--kinds", type=lambda s: s.split(","), default=["flat", "hnsw", "ivfpq", "segment"])
     p.add_argument("--hnsw-m", type=int, default=IndexConfig.hnsw_m)
     p.add_argument("--ef-construction", type=int, default=IndexConfig.ef_construction)
     p.add_argument("--ef", type=int, default=IndexConfig.ef_search)
     p.add_argument("--ef-sweep", type=ints, default=[32, 64, 256])
     p.add_argument("--nprobe", type=ints, default=[16, 64])
+    p.add_argument(
+        "--rescore", type=ints, default=[64, 256], help="segment: shortlist rows re-scored exactly"
+    )
     p.add_argument("--pq-bytes", type=ints, default=[32, 64], help="IVF-PQ code bytes per vector (m)")
     p.add_argument("--hnsw-max", type=int, default=200_000, help="skip HNSW above this size (2-core budget)")
     p.add_argument("--bare-build-max", type=int, default=100_000, help="larger: bare HNSW reuses the graph")
@@ -341,13 +348,20 @@ def main(argv: list[str] | None = None) -> None:
     write_json(args, rows, time.perf_counter() - t0)
 
 
-def write_json(args: argparse.Namespace, rows: list[Row], total_s: float) -> None:
-    payload = {
-        "benchmark": "index_scale",
+def run_header(benchmark: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The fields an index benchmark's JSON starts with: which one, when, on what machine, load and args."""
+    return {
+        "benchmark": benchmark,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{MACHINE}; {platform.machine()} {os.cpu_count()} cpus; faiss {faiss.__version__}",
         "load_average": os.getloadavg(),
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+    }
+
+
+def write_json(args: argparse.Namespace, rows: list[Row], total_s: float) -> None:
+    payload = {
+        **run_header("index_scale", args),
         "total_s": total_s,
         "total_cpu_s": time.process_time(),
         "rows": [asdict(r) for r in rows],

@@ -54,12 +54,28 @@ def test_a_segment_maps_its_rows_read_only_and_its_exact_scan_equals_brute_force
     assert np.allclose(scores, np.take_along_axis((x @ q.T).T, expected, 1), atol=1e-5)
 
 
+def _clustered(n: int, dim: int, seed: int) -> np.ndarray:
+    """(n, dim) unit vectors around 40 centres, like photos of a few hundred look-alike rooms."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((40, dim)).astype(np.float32)
+    x = centres[rng.integers(0, 40, n)] + rng.standard_normal((n, dim)).astype(np.float32) * 0.6
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
 def test_a_large_segment_gets_a_compact_shortlist_with_high_recall(tmp_path: Path) -> None:
-    config = IndexConfig(dim=DIM, exact_threshold=1000, rescore=64)
-    seg, x = _segment(tmp_path, 4000, config, chunk=1000)
+    config = IndexConfig(dim=64, exact_threshold=1000)
+    x = _clustered(4000, 64, seed=0)
+    ids = np.arange(4000, dtype=np.int64)
+    segment_write(
+        tmp_path / "big.seg",
+        [(ids[lo : lo + 1000], x[lo : lo + 1000]) for lo in range(0, 4000, 1000)],
+        4000,
+        config,
+    )
+    seg = Segment(tmp_path / "big.seg")
     assert seg.ann is not None
     assert seg.nbytes_resident() < x.nbytes / 2  # codes, not floats, stay in the process
-    q = unit(50, seed=2)
+    q = _clustered(50, 64, seed=2)
     _, rows = seg.search(q, 10, np.empty(0, np.int64))
     exact = np.argsort(-(x @ q.T), axis=0)[:10].T
     recall = np.mean([len(set(r) & set(e)) / 10 for r, e in zip(rows, exact, strict=True)])

@@ -1,0 +1,1 @@
+"""The app at collection scale: N photos built through the app's own models, services and index code."""

@@ -1,0 +1,3 @@
+from bench.app_scale.run import main
+
+main()

@@ -53,6 +53,11 @@ def _get_shows_run(view: View) -> View:
     return wrapped
 
 
+def _run_action(view: View) -> View:
+    """An admin's action on one run: POST acts, GET shows the run, any other method is refused (405)."""
+    return admin_only(require_http_methods(["GET", "POST"])(_get_shows_run(view)))
+
+
 @admin_only
 def run_list(request: HttpRequest) -> HttpResponse:
     """Every run, live, and the form that starts one."""
@@ -103,9 +108,7 @@ def run_snapshot(request: HttpRequest, run_id: int) -> HttpResponse:
     return JsonResponse(events.run_snapshot(_run_or_404(run_id)))
 
 
-@admin_only
-@require_http_methods(["GET", "POST"])
-@_get_shows_run
+@_run_action
 def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
     """Stop a run; its worker writes a checkpoint first."""
     run = services.run_cancel(_run_or_404(run_id).pk)
@@ -113,9 +116,7 @@ def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
     return redirect("training:run", run_id=run.pk)
 
 
-@admin_only
-@require_http_methods(["GET", "POST"])
-@_get_shows_run
+@_run_action
 def run_resume(request: HttpRequest, run_id: int) -> HttpResponse:
     """Continue a stopped run from its last checkpoint."""
     run = _run_or_404(run_id)
@@ -132,9 +133,7 @@ def run_resume(request: HttpRequest, run_id: int) -> HttpResponse:
     return redirect("training:run", run_id=run.pk)
 
 
-@admin_only
-@require_http_methods(["GET", "POST"])
-@_get_shows_run
+@_run_action
 def run_index(request: HttpRequest, run_id: int) -> HttpResponse:
     """Extract and index every stored photo with this run's encoder (a job)."""
     run = _run_or_404(run_id)

@@ -3,9 +3,9 @@
 python -m bench.index [--sizes 10000,100000] [--dim 256] [--queries 200] [--merge]
 
 For every size it measures exact flat and HNSW through ``search.ml.index.vector.VectorIndex`` AND a bare FAISS
-index of the same kind and parameters (target: wrapper <= 1.5x bare latency), bare IVF-PQ, and the app's segment
-(IVF-PQ shortlist re-scored exactly from the memory-mapped floats, search.ml.index.segment) as the
-memory-lean alternative. Recall@10 is against exact search. Vectors are synthetic, L2-normalised and
+index of the same kind and parameters (target: wrapper <= 1.5x bare latency), bare IVF-PQ, and the app's
+segment (IVF-PQ shortlist re-scored exactly from the memory-mapped floats, search.ml.index.segment) as
+the memory-lean alternatives. Recall@10 is against exact search. Vectors are synthetic, L2-normalised and
 clustered (many small groups, like the photos of one listing). Times are recorded twice: wall clock and CPU
 time of this process, because on an oversubscribed VM wall time mostly measures waiting for a core.
 """

@@ -6,7 +6,6 @@ A re-run imports nothing twice: a file whose listing already holds a photo of th
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -74,19 +73,11 @@ def import_chunks(files: Iterable[PlannedFile], max_files: int) -> Iterator[Chun
         yield current
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _digests(paths: list[Path]) -> dict[str, str]:
     digests: dict[str, str] = {}
     for path in paths:
         try:
-            digests[path.name] = _sha256_file(path)
+            digests[path.name] = ingest.file_sha256(path)
         except OSError:
             continue  # ingest reports the unreadable file
     return digests

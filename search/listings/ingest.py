@@ -182,7 +182,7 @@ def _register_one(
         found = probe(path, name, image_limits())
     except ImageRejected as exc:
         return Outcome(name, "rejected", str(exc))
-    digest = _sha256_file(path)
+    digest = file_sha256(path)
     previous = (
         listing.photos.filter(original_name=name, sha256_bytes=digest)
         .exclude(status=Photo.Status.REJECTED)
@@ -218,7 +218,8 @@ def _dup_text(original: Photo) -> str:
     )
 
 
-def _sha256_file(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes (hex), as stored in Photo.sha256_bytes; read 1 MiB at a time."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         while chunk := fh.read(1 << 20):

@@ -78,20 +78,8 @@ class ListingSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
 
     class Meta:
         model = Listing
-        fields = [
-            "id",
-            "external_id",
-            "title",
-            "address",
-            "zipcode",
-            "bedrooms",
-            "bathrooms",
-            "area",
-            "price",
-            "owner",
-            "created_at",
-            "photo_count",
-        ]
+        # The writable fields are exactly those listing_create takes, in the same order.
+        fields = ["id", *listings.LISTING_FIELDS, "owner", "created_at", "photo_count"]
         read_only_fields = ["id", "owner", "created_at", "photo_count"]
 
 

@@ -73,6 +73,13 @@ def _searches_meanwhile(plan: OperationPlan) -> str:
     return f"Searches keep using the current live {plan.encoder} index {live} until the new version is live."
 
 
+def _ops_confirmation(request: HttpRequest, title: str, lines: list[str], button: str) -> HttpResponse:
+    """A confirmation page for an operation whose cancel goes back to the operations page."""
+    return confirmation_page(
+        request, title=title, consequences=lines, button=button, cancel_url=reverse("ops:page")
+    )
+
+
 def _operation_confirmation(request: HttpRequest, plan: OperationPlan) -> HttpResponse:
     if plan.kind == Job.Kind.EXTRACT:
         title = f"Re-extract all {plan.encoder} features?"
@@ -93,9 +100,7 @@ def _operation_confirmation(request: HttpRequest, plan: OperationPlan) -> HttpRe
         "The current live version stays on disk for a while and can go live again.",
     ]
     button = "Re-extract all" if plan.kind == Job.Kind.EXTRACT else "Rebuild index"
-    return confirmation_page(
-        request, title=title, consequences=lines, button=button, cancel_url=reverse("ops:page")
-    )
+    return _ops_confirmation(request, title, lines, button)
 
 
 def _version_from(request: HttpRequest) -> tuple[str, int]:
@@ -142,12 +147,8 @@ def _live_confirmation(request: HttpRequest, candidate: VersionRow) -> HttpRespo
         f"New photos are added on top of v{version}; photos it lacks come back only with a rebuild.",
         "The current live version stays on disk for a while and can go live again.",
     ]
-    return confirmation_page(
-        request,
-        title=f"Make {encoder} index v{version} live?",
-        consequences=lines,
-        button=f"Make v{version} live",
-        cancel_url=reverse("ops:page"),
+    return _ops_confirmation(
+        request, f"Make {encoder} index v{version} live?", lines, f"Make v{version} live"
     )
 
 
@@ -183,13 +184,7 @@ def _search_confirmation(request: HttpRequest, candidate: VersionRow) -> HttpRes
             f"The similar-look re-ranking blends in {encoder} itself, so it is off while it searches."
         )
     lines.append(f"You can switch back to {current} here at any time.")
-    return confirmation_page(
-        request,
-        title=f"Search with {encoder}?",
-        consequences=lines,
-        button=f"Search with {encoder}",
-        cancel_url=reverse("ops:page"),
-    )
+    return _ops_confirmation(request, f"Search with {encoder}?", lines, f"Search with {encoder}")
 
 
 @role_required(roles.MANAGE_JOBS, "Only admins can evaluate index versions.")

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
+from flatsite.core import accounts
 from tests import processes
 from tests.integration.conftest import (  # noqa: F401 - fixtures and the failure hook, re-exported
     _data_dir,
@@ -24,6 +27,8 @@ from tests.integration.conftest import (  # noqa: F401 - fixtures and the failur
 
 CHROMIUM = Path(os.environ.get("FLATSITE_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+PASSWORD = "correct-horse-battery-7"
+SCREENSHOTS = processes.ROOT / "docs" / "screenshots"
 
 
 @pytest.fixture
@@ -71,3 +76,29 @@ def chromium_page(**context_options: Any) -> Iterator[Any]:
             yield context.new_page()
         finally:
             browser.close()
+
+
+def web_accounts(settings: Any) -> None:
+    """Set up roles and the password hasher the web process checks (Django's default, not the tests' MD5)."""
+    settings.PASSWORD_HASHERS = [f"{PBKDF2PasswordHasher.__module__}.{PBKDF2PasswordHasher.__name__}"]
+    accounts.roles_setup()
+
+
+def log_in(page: Any, base: str, username: str) -> None:
+    """Sign in through the login form with PASSWORD and wait for the home page."""
+    page.goto(f"{base}/accounts/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/")
+
+
+def save_screenshot(page: Any, artifacts: Path, name: str) -> None:
+    """Save a full-page screenshot as artifacts/name, and as the README's docs/screenshots/name if due."""
+    artifacts.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(artifacts / name), full_page=True)
+    # The README's copy is written when missing or on request, so test runs do not churn the repo.
+    readme_copy = SCREENSHOTS / name
+    if not readme_copy.exists() or os.environ.get("FLATSITE_UPDATE_SCREENSHOTS") == "1":
+        readme_copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(artifacts / name, readme_copy)

@@ -6,13 +6,9 @@ Its result opens what the realtor may see of that listing: title, agent and matc
 from __future__ import annotations
 
 import io
-import os
-import shutil
-from pathlib import Path
 from typing import Any
 
 import pytest
-from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from PIL import Image, ImageDraw
 
 from flatsite.core import accounts
@@ -21,7 +17,7 @@ from search.listings import ingest
 from search.matching import features
 from search.models import Photo
 from tests import images
-from tests.browser.conftest import chromium_page
+from tests.browser.conftest import PASSWORD, chromium_page, log_in, save_screenshot, web_accounts
 from tests.conftest import upload
 from tests.factories import ListingFactory
 from tests.processes import ROOT
@@ -29,17 +25,13 @@ from tests.shared_data import shared_data_dir
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.timeout(420)]
 
-PASSWORD = "correct-horse-battery-7"
-SCREENSHOT = ROOT / "docs" / "screenshots" / "search.png"
 # Two houses not among the dataset's known shared-photo pairs (9/21, 59/72), four rooms each.
 HOUSES = (3, 4)
 ROOMS = ("frontal", "kitchen", "bedroom", "bathroom")
 
 
 def _users(settings: Any) -> Any:
-    # The web process verifies with Django's default hashers, not the fast MD5 one of the test settings.
-    settings.PASSWORD_HASHERS = [f"{PBKDF2PasswordHasher.__module__}.{PBKDF2PasswordHasher.__name__}"]
-    accounts.roles_setup()
+    web_accounts(settings)
     accounts.user_create(username="alma", password=PASSWORD, role="realtor")
     return accounts.user_create(username="bert", password=PASSWORD, role="realtor")
 
@@ -90,29 +82,12 @@ def _edited_copy(photo: Photo) -> bytes:
     return buffer.getvalue()
 
 
-def _log_in(page: Any, base: str, username: str) -> None:
-    page.goto(f"{base}/accounts/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}/")
-
-
 def _search_with(page: Any, name: str, mime: str, data: bytes, similar: int = 10) -> None:
     page.fill("#search-form input[name=k]", str(similar))
     page.set_input_files("#search-file", [{"name": name, "mimeType": mime, "buffer": data}])
     # The first search in the server loads the encoder (torch): generous on a loaded machine.
     with page.expect_navigation(timeout=150_000):
         page.click("#search-form button[type=submit]")
-
-
-def _save_screenshot(page: Any, artifacts: Path) -> None:
-    artifacts.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(artifacts / "search.png"), full_page=True)
-    # The README's copy is written when missing or on request, so test runs do not churn the repo.
-    if not SCREENSHOT.exists() or os.environ.get("FLATSITE_UPDATE_SCREENSHOTS") == "1":
-        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(artifacts / "search.png", SCREENSHOT)
 
 
 def _edited_group_thumbs(page: Any) -> list[str]:
@@ -137,7 +112,7 @@ def test_edited_copy_search_shows_original_and_probable_duplicate_listing(
     query = _edited_copy(target)
     base = web.extra["url"]
     with chromium_page(viewport={"width": 1200, "height": 900}) as page:
-        _log_in(page, base, "alma")
+        log_in(page, base, "alma")
         page.click("nav >> text=Search")
         page.wait_for_url(f"{base}/search/")
 
@@ -164,7 +139,7 @@ def test_edited_copy_search_shows_original_and_probable_duplicate_listing(
         assert row.get_attribute("data-best") == "edited"
         assert "Probable duplicate listing" in row.locator(".badge.probable-duplicate").inner_text()
         assert owner_listing.title in row.inner_text()
-        _save_screenshot(page, ROOT / "test-artifacts")
+        save_screenshot(page, ROOT / "test-artifacts", "search.png")
         shown = _photo_ids(page, "#results figure.match") & owner_photos
         assert target.pk in shown and shown < owner_photos, (shown, owner_photos)
 

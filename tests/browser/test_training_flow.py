@@ -6,11 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
 from flatsite.core import accounts
 from search.models import Job
-from tests.browser.conftest import chromium_page
+from tests.browser.conftest import PASSWORD, chromium_page, log_in, web_accounts
 from tests.factories import ListingFactory
 from tests.processes import ROOT
 from tests.training.conftest import stored_photo
@@ -18,7 +17,6 @@ from training.models import TrainingMetric, TrainingRun
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.timeout(420)]
 
-PASSWORD = "correct-horse-battery-7"
 PAGE = "[data-run-page]"
 # Records every step the page shows and flags a reload, so the test can tell live pushes from refreshes.
 WATCH_STEPS = """
@@ -31,18 +29,8 @@ new MutationObserver(() => window.__steps.push(Number(root.getAttribute("data-st
 
 
 def _admin(settings: Any) -> Any:
-    # The web process verifies with Django's default hashers, not the fast MD5 one of the test settings.
-    settings.PASSWORD_HASHERS = [f"{PBKDF2PasswordHasher.__module__}.{PBKDF2PasswordHasher.__name__}"]
-    accounts.roles_setup()
+    web_accounts(settings)
     return accounts.user_create(username="ada", password=PASSWORD, role="admin")
-
-
-def _log_in(page: Any, base: str) -> None:
-    page.goto(f"{base}/accounts/login/")
-    page.fill("#id_username", "ada")
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}/")
 
 
 def _step(page: Any) -> int:
@@ -96,7 +84,7 @@ def test_admin_starts_watches_cancels_and_resumes_a_cpu_smoke_run(
     start_worker("train-worker", OMP_NUM_THREADS="1")
     base = web.extra["url"]
     with chromium_page(viewport={"width": 1200, "height": 1000}) as page:
-        _log_in(page, base)
+        log_in(page, base, "ada")
         page.click("header nav >> text=Training")
         page.wait_for_url(f"{base}/training/")
         page.select_option("#id_preset", "cpu-smoke")

@@ -5,25 +5,20 @@ The upload lands on its batch's result page (post/redirect/get): reloading it po
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
-from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
 from flatsite.core import accounts
 from search.models import Job, Listing, Photo, UploadBatch
 from tests import images
-from tests.browser.conftest import chromium_page
+from tests.browser.conftest import PASSWORD, chromium_page, log_in, save_screenshot, web_accounts
 from tests.processes import ROOT
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.timeout(420)]
 
-PASSWORD = "correct-horse-battery-7"
-SCREENSHOT = ROOT / "docs" / "screenshots" / "upload.png"
 # Records every data-status the progress box takes, so the test can tell live updates from a reload.
 WATCH_STATUS = """
 window.__seen = [];
@@ -53,9 +48,7 @@ BOX = "#upload-job .job-progress"
 
 
 def _realtor(settings: Any) -> Any:
-    # The web process verifies with Django's default hashers, not the fast MD5 one of the test settings.
-    settings.PASSWORD_HASHERS = [f"{PBKDF2PasswordHasher.__module__}.{PBKDF2PasswordHasher.__name__}"]
-    accounts.roles_setup()
+    web_accounts(settings)
     return accounts.user_create(username="rita", password=PASSWORD, role="realtor")
 
 
@@ -68,11 +61,7 @@ def _files(photo: bytes) -> list[dict[str, Any]]:
 
 
 def _log_in_and_create_listing(page: Any, base: str) -> None:
-    page.goto(f"{base}/accounts/login/")
-    page.fill("#id_username", "rita")
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}/")
+    log_in(page, base, "rita")
     page.click("text=Create a listing")
     page.fill("#id_title", "Sunny two-bedroom by the park")
     page.fill("#id_address", "12 Elm Street")
@@ -108,15 +97,6 @@ def _items(page: Any) -> dict[str, tuple[str, str]]:
         text = li.inner_text()
         found[text.split(":", 1)[0]] = (li.get_attribute("data-photo"), text)
     return found
-
-
-def _save_screenshot(page: Any, artifacts: Path) -> None:
-    artifacts.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(artifacts / "upload.png"), full_page=True)
-    # The README's copy is written when missing or on request, so test runs do not churn the repo.
-    if not SCREENSHOT.exists() or os.environ.get("FLATSITE_UPDATE_SCREENSHOTS") == "1":
-        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(artifacts / "upload.png", SCREENSHOT)
 
 
 def test_upload_shows_outcomes_and_live_progress_to_done(
@@ -163,7 +143,7 @@ def test_upload_shows_outcomes_and_live_progress_to_done(
         extract_href = page.get_attribute("#extract-job .job-progress a", "href")
         assert page.evaluate("window.__noReload") is True
         page.wait_for_timeout(400)  # the progress bars' width transition (.3s) ends before the screenshot
-        _save_screenshot(page, ROOT / "test-artifacts")
+        save_screenshot(page, ROOT / "test-artifacts", "upload.png")
 
     listing = Listing.objects.get(owner=user)
     photos = {p.original_name: p for p in Photo.objects.filter(listing=listing)}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -20,6 +20,21 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls: list[int] = []
     task_send_replace(monkeypatch, Job.Kind.INGEST, calls.append)
     return calls
+
+
+def _past_heartbeat_timeout(settings: Any) -> datetime:
+    """A moment just beyond the heartbeat timeout: a worker last heard from then counts as dead."""
+    return timezone.now() - timedelta(seconds=settings.FLATSITE_JOB_HEARTBEAT_TIMEOUT + 5)
+
+
+def _died_on_last_attempt(job: Job, settings: Any) -> None:
+    """Make job a running one whose worker died on its last allowed attempt, with no progress since."""
+    Job.objects.filter(pk=job.pk).update(
+        status=Job.Status.RUNNING,
+        heartbeat_at=_past_heartbeat_timeout(settings),
+        attempts=settings.FLATSITE_JOB_MAX_ATTEMPTS,
+        stalled_attempts=settings.FLATSITE_JOB_MAX_ATTEMPTS,
+    )
 
 
 def test_a_job_is_claimed_only_once() -> None:
@@ -46,7 +61,7 @@ def test_cancel_stops_a_queued_job_at_once() -> None:
 def test_reconciler_requeues_a_job_whose_worker_stopped_heartbeating(sent: list[int], settings: Any) -> None:
     job = jobs.job_create(Job.Kind.INGEST, total=1)
     jobs.job_claim(job.pk)
-    old = timezone.now() - timedelta(seconds=settings.FLATSITE_JOB_HEARTBEAT_TIMEOUT + 5)
+    old = _past_heartbeat_timeout(settings)
     Job.objects.filter(pk=job.pk).update(heartbeat_at=old)
     assert jobs.jobs_reconcile()["requeued"] == 1
     assert Job.objects.get(pk=job.pk).status == Job.Status.QUEUED
@@ -58,13 +73,7 @@ def test_reconciler_fails_a_job_out_of_attempts_instead_of_leaving_it_running(
     sent: list[int], settings: Any
 ) -> None:
     job = jobs.job_create(Job.Kind.INGEST, total=1)
-    old = timezone.now() - timedelta(seconds=settings.FLATSITE_JOB_HEARTBEAT_TIMEOUT + 5)
-    Job.objects.filter(pk=job.pk).update(
-        status=Job.Status.RUNNING,
-        heartbeat_at=old,
-        attempts=settings.FLATSITE_JOB_MAX_ATTEMPTS,
-        stalled_attempts=settings.FLATSITE_JOB_MAX_ATTEMPTS,
-    )
+    _died_on_last_attempt(job, settings)
     assert jobs.jobs_reconcile()["failed"] == 1
     job.refresh_from_db()
     assert job.status == Job.Status.FAILED
@@ -85,9 +94,7 @@ def test_a_broker_outage_leaves_the_job_queued_with_a_message(monkeypatch: pytes
 
 def test_queued_jobs_older_than_the_timeout_are_sent_again(sent: list[int], settings: Any) -> None:
     job = jobs.job_create(Job.Kind.INGEST, total=1)
-    Job.objects.filter(pk=job.pk).update(
-        created_at=timezone.now() - timedelta(seconds=settings.FLATSITE_JOB_HEARTBEAT_TIMEOUT + 5)
-    )
+    Job.objects.filter(pk=job.pk).update(created_at=_past_heartbeat_timeout(settings))
     assert jobs.jobs_reconcile()["resent"] == 1
     assert sent == [job.pk]
 
@@ -101,13 +108,7 @@ def test_photos_of_an_abandoned_ingest_job_get_a_final_state(
     photo = Photo.objects.create(
         listing=listing, uploader=listing.owner, original_name="a.jpg", sha256_bytes="0" * 64, job=job
     )
-    old = timezone.now() - timedelta(seconds=settings.FLATSITE_JOB_HEARTBEAT_TIMEOUT + 5)
-    Job.objects.filter(pk=job.pk).update(
-        status=Job.Status.RUNNING,
-        heartbeat_at=old,
-        attempts=settings.FLATSITE_JOB_MAX_ATTEMPTS,
-        stalled_attempts=settings.FLATSITE_JOB_MAX_ATTEMPTS,
-    )
+    _died_on_last_attempt(job, settings)
     jobs.jobs_reconcile()
     photo.refresh_from_db()
     assert photo.status == Photo.Status.REJECTED
@@ -118,7 +119,7 @@ def test_a_job_that_progresses_between_worker_deaths_is_never_abandoned(
     sent: list[int], settings: Any
 ) -> None:
     job = jobs.job_create(Job.Kind.INGEST, total=50)
-    old = timezone.now() - timedelta(seconds=settings.FLATSITE_JOB_HEARTBEAT_TIMEOUT + 5)
+    old = _past_heartbeat_timeout(settings)
     for step in range(1, 3 * settings.FLATSITE_JOB_MAX_ATTEMPTS):
         assert jobs.job_claim(job.pk) is not None
         jobs.job_progress(job.pk, done=step)  # moved forward, then its worker died
@@ -130,7 +131,7 @@ def test_a_job_that_progresses_between_worker_deaths_is_never_abandoned(
 
 def test_a_job_whose_workers_die_without_progress_is_abandoned(sent: list[int], settings: Any) -> None:
     job = jobs.job_create(Job.Kind.INGEST, total=5)
-    old = timezone.now() - timedelta(seconds=settings.FLATSITE_JOB_HEARTBEAT_TIMEOUT + 5)
+    old = _past_heartbeat_timeout(settings)
     jobs.job_claim(job.pk)
     jobs.job_progress(job.pk, done=2)
     for _ in range(settings.FLATSITE_JOB_MAX_ATTEMPTS):
@@ -154,9 +155,7 @@ def test_a_started_item_counts_as_progress(settings: Any) -> None:
 
 def test_a_queued_job_is_resent_at_most_once_per_heartbeat_timeout(sent: list[int], settings: Any) -> None:
     job = jobs.job_create(Job.Kind.INGEST, total=1)
-    Job.objects.filter(pk=job.pk).update(
-        created_at=timezone.now() - timedelta(seconds=settings.FLATSITE_JOB_HEARTBEAT_TIMEOUT + 5)
-    )
+    Job.objects.filter(pk=job.pk).update(created_at=_past_heartbeat_timeout(settings))
     assert jobs.jobs_reconcile()["resent"] == 1
     assert jobs.jobs_reconcile()["resent"] == 0  # waiting behind other work is not being lost
     assert sent == [job.pk]

@@ -7,7 +7,6 @@ import inspect
 import io
 import json
 import os
-import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from search.listings import imports, ingest
 from search.listings.import_plan import PlannedFile, PlannedListing, Skipped, plan_stream, walk_files
 from search.models import Job, Listing, Photo
 from tests import images
+from tests.search.listings.test_import_photos import _write, _zip
 
 # Three top subfolders, files down to three levels, 12 distinct photos in all.
 TREE = {
@@ -39,24 +39,10 @@ TREE = {
 }
 
 
-def _write(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
-
-
 def _tree(root: Path) -> Path:
     for name, seed in TREE.items():
         _write(root / name, images.jpeg(seed, size=(96, 72)))
     return root
-
-
-def _zip(entries: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as zf:
-        for name, data in entries.items():
-            zf.writestr(name, data)
-    return buffer.getvalue()
 
 
 def _csv_rows(path: Path) -> dict[str, dict[str, str]]:

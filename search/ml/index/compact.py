@@ -64,7 +64,7 @@ def _chunks(
         out = np.empty((ids[sl].size, index.config.dim), np.float32)  # (B, D)
         for s in np.unique(segs[sl]):
             take = segs[sl] == s
-            out[take] = index.segments[int(s)][1].vecs[rows[sl][take]]  # rows ascending within a segment
+            out[take] = index.segments[int(s)][1].rows(rows[sl][take])  # rows ascending within a segment
         yield ids[sl], out
 
 

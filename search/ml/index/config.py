@@ -66,7 +66,7 @@ class IndexConfig:
     tombstone_rebuild_fraction: float = 0.2  # hnsw: rebuild once this share of labels is dead
     # Segments (search.ml.index.segments): a base segment of exact_threshold rows or more gets an IVF-PQ
     # shortlist probed over `nprobe` lists; the best `rescore` codes are re-scored with the stored floats.
-    nprobe: int = 48
+    nprobe: int = 256  # recall@10 0.975 at 1M rows (1024 lists), 5 ms a query: bench/README.md, "Index scale"
     rescore: int = 256
     norm_tolerance: float = 1e-3  # |‖v‖ - 1| allowed for added vectors
     # Collection mean subtracted from every vector (stored and query) before re-normalising, or None.

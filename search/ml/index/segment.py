@@ -230,7 +230,9 @@ class Segment:
                 if self.count
                 else np.empty((0, dim), np.float32)
             )  # (N, D)
+            self._vec_offset = int(header["vec_offset"])
             self.ann = self._load_ann(int(header["ann_offset"]), int(header["ann_size"]))
+            self._fd: int | None = os.open(self.path, os.O_RDONLY) if self.ann is not None else None
         except (OSError, ValueError, KeyError, TypeError, RuntimeError, struct.error) as exc:
             raise IndexCorrupt(f"{self.path.name}: unreadable segment: {exc}") from exc
         if dim != self.config.dim:
@@ -245,6 +247,34 @@ class Segment:
             raise IndexCorrupt(f"{self.path.name}: shortlist does not match the segment's rows")
         ann.nprobe = min(self.config.nprobe, ann.nlist)
         return ann
+
+    def rows(self, positions: np.ndarray) -> np.ndarray:
+        """(P, D) stored vectors at ascending row ``positions``.
+
+        A segment with a shortlist is read with pread, not through the mapping: its re-scored rows are
+        scattered, and each page fault would map 64 KB of neighbours (kernel fault-around), so a web
+        process's RSS would soon count the whole file. pread copies only the rows from the page cache,
+        which stays one shared copy for every process. Exact segments (small) are scanned whole anyway.
+        """
+        pos = np.asarray(positions, dtype=np.int64)
+        if self.ann is None or pos.size == 0:
+            return np.asarray(self.vecs[pos], dtype=np.float32)
+        assert self._fd is not None  # opened with the shortlist
+        dim, row_bytes = self.config.dim, 4 * self.config.dim
+        out = np.empty((pos.size, dim), np.float32)
+        breaks = np.flatnonzero(np.diff(pos) != 1) + 1  # runs of consecutive rows: one read each
+        for lo, hi in zip(np.r_[0, breaks], np.r_[breaks, pos.size], strict=True):
+            offset = self._vec_offset + int(pos[lo]) * row_bytes
+            data = os.pread(self._fd, (hi - lo) * row_bytes, offset)
+            if len(data) != (hi - lo) * row_bytes:
+                raise IndexCorrupt(f"{self.path.name}: short read of rows {pos[lo]}..{pos[hi - 1]}")
+            out[lo:hi] = np.frombuffer(data, "<f4").reshape(hi - lo, dim)
+        return out
+
+    def __del__(self) -> None:
+        fd = getattr(self, "_fd", None)
+        if fd is not None:
+            os.close(fd)
 
     def positions(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(positions (N,), found (N,) bool) of ``ids`` in this segment's sorted id array."""
@@ -273,7 +303,7 @@ class Segment:
             if dead.size:
                 cand = cand[~np.isin(cand, dead)]
             cand = np.sort(cand)  # ascending rows read the mapped file in order
-            exact = np.asarray(self.vecs[cand]) @ q[i]  # (C,) re-scored with the stored floats
+            exact = self.rows(cand) @ q[i]  # (C,) re-scored with the stored floats
             top = np.argsort(-exact, kind="stable")[:k]
             out_s[i, : top.size], out_r[i, : top.size] = exact[top], cand[top]
         return out_s, out_r

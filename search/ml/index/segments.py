@@ -143,7 +143,7 @@ class SegmentedIndex:
             if take.any():
                 order = np.argsort(rows[take])  # read the mapped file in ascending order
                 sel = np.flatnonzero(take)[order]
-                out[sel] = seg.vecs[rows[take][order]]
+                out[sel] = seg.rows(rows[take][order])
         return out
 
     def prepare(self, vectors: np.ndarray) -> np.ndarray:

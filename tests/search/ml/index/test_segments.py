@@ -200,3 +200,16 @@ def test_segments_with_another_centre_cannot_be_listed_together(tmp_path: Path) 
     centred = IndexConfig(dim=DIM, centre=tuple([0.1] * DIM), centre_count=10)
     with pytest.raises(IndexCorrupt, match="centre"):
         SegmentedIndex(centred, [(meta, seg)])
+
+
+def test_re_scored_rows_of_a_shortlisted_segment_are_read_not_mapped(tmp_path: Path) -> None:
+    config = IndexConfig(dim=64, exact_threshold=1000)
+    x = _clustered(3000, 64, seed=4)
+    ids = np.arange(3000, dtype=np.int64)
+    segment_write(tmp_path / "s.seg", [(ids, x)], 3000, config)
+    seg = Segment(tmp_path / "s.seg")
+    picks = np.array([3, 4, 5, 900, 2999])
+    assert np.array_equal(seg.rows(picks), x[picks])  # runs and single rows alike
+    seg.vecs = None  # type: ignore[assignment]  # a search must not touch the mapping (fault-around)
+    _, rows = seg.search(x[:3], 5, np.empty(0, np.int64))
+    assert rows[:, 0].tolist() == [0, 1, 2]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import mmap
 import os
 import struct
 import threading
@@ -34,6 +35,7 @@ SEGMENT_MAGIC = b"FSSEG001"
 _HEAD = 4096  # header region granularity: offsets are known before the rows are streamed in
 _ALIGN = 64
 _PAD = np.float32(-np.inf)
+_DROP_ROWS = 1024  # rows re-scored between drops of a shortlisted mapping: <= 64 MB of RSS each (rows())
 _EXACT_CHUNK = 65_536  # rows scored per matrix product in an exact scan (bounds the temporary)
 
 
@@ -225,18 +227,23 @@ class Segment:
                 if self.count
                 else (np.empty(0, np.int64))
             )
-            self.vecs = (
-                np.memmap(self.path, "<f4", "r", offset=int(header["vec_offset"]), shape=(self.count, dim))
-                if self.count
-                else np.empty((0, dim), np.float32)
-            )  # (N, D)
-            self._vec_offset = int(header["vec_offset"])
             self.ann = self._load_ann(int(header["ann_offset"]), int(header["ann_size"]))
-            self._fd: int | None = os.open(self.path, os.O_RDONLY) if self.ann is not None else None
+            self._map: mmap.mmap | None = None
+            self._rows_read = 0
+            self.vecs = self._map_vectors(int(header["vec_offset"]), dim)  # (N, D)
         except (OSError, ValueError, KeyError, TypeError, RuntimeError, struct.error) as exc:
             raise IndexCorrupt(f"{self.path.name}: unreadable segment: {exc}") from exc
         if dim != self.config.dim:
             raise IndexCorrupt(f"{self.path.name}: header dim does not match its config")
+
+    def _map_vectors(self, offset: int, dim: int) -> np.ndarray:
+        if not self.count:
+            return np.empty((0, dim), np.float32)
+        if self.ann is None:  # scanned whole by every search: a plain read-only mapping
+            return np.memmap(self.path, "<f4", "r", offset=offset, shape=(self.count, dim))
+        with open(self.path, "rb") as fh:
+            self._map = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        return np.frombuffer(self._map, "<f4", count=self.count * dim, offset=offset).reshape(self.count, dim)
 
     def _load_ann(self, offset: int, size: int) -> Any | None:
         if not size:
@@ -249,32 +256,21 @@ class Segment:
         return ann
 
     def rows(self, positions: np.ndarray) -> np.ndarray:
-        """(P, D) stored vectors at ascending row ``positions``.
+        """(P, D) stored vectors at ascending row ``positions`` (a copy).
 
-        A segment with a shortlist is read with pread, not through the mapping: its re-scored rows are
-        scattered, and each page fault would map 64 KB of neighbours (kernel fault-around), so a web
-        process's RSS would soon count the whole file. pread copies only the rows from the page cache,
-        which stays one shared copy for every process. Exact segments (small) are scanned whole anyway.
+        A shortlisted segment's re-scored rows are scattered, and each page fault maps 64 KB of neighbours
+        (kernel fault-around), so a long-running web process would soon have the whole file in its RSS.
+        Every ``_DROP_ROWS`` rows read, the process's view of the mapping is dropped (MADV_DONTNEED): the
+        pages stay in the page cache, one shared copy, and the next read maps them again.
         """
         pos = np.asarray(positions, dtype=np.int64)
-        if self.ann is None or pos.size == 0:
-            return np.asarray(self.vecs[pos], dtype=np.float32)
-        assert self._fd is not None  # opened with the shortlist
-        dim, row_bytes = self.config.dim, 4 * self.config.dim
-        out = np.empty((pos.size, dim), np.float32)
-        breaks = np.flatnonzero(np.diff(pos) != 1) + 1  # runs of consecutive rows: one read each
-        for lo, hi in zip(np.r_[0, breaks], np.r_[breaks, pos.size], strict=True):
-            offset = self._vec_offset + int(pos[lo]) * row_bytes
-            data = os.pread(self._fd, (hi - lo) * row_bytes, offset)
-            if len(data) != (hi - lo) * row_bytes:
-                raise IndexCorrupt(f"{self.path.name}: short read of rows {pos[lo]}..{pos[hi - 1]}")
-            out[lo:hi] = np.frombuffer(data, "<f4").reshape(hi - lo, dim)
+        out = np.asarray(self.vecs[pos], dtype=np.float32)
+        if self._map is not None:
+            self._rows_read += int(pos.size)
+            if self._rows_read >= _DROP_ROWS:
+                self._rows_read = 0
+                self._map.madvise(mmap.MADV_DONTNEED)
         return out
-
-    def __del__(self) -> None:
-        fd = getattr(self, "_fd", None)
-        if fd is not None:
-            os.close(fd)
 
     def positions(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(positions (N,), found (N,) bool) of ``ids`` in this segment's sorted id array."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import mmap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -202,14 +204,28 @@ def test_segments_with_another_centre_cannot_be_listed_together(tmp_path: Path) 
         SegmentedIndex(centred, [(meta, seg)])
 
 
-def test_re_scored_rows_of_a_shortlisted_segment_are_read_not_mapped(tmp_path: Path) -> None:
+def test_a_shortlisted_segment_drops_its_mapped_pages_as_it_re_scores(tmp_path: Path) -> None:
     config = IndexConfig(dim=64, exact_threshold=1000)
     x = _clustered(3000, 64, seed=4)
     ids = np.arange(3000, dtype=np.int64)
     segment_write(tmp_path / "s.seg", [(ids, x)], 3000, config)
     seg = Segment(tmp_path / "s.seg")
     picks = np.array([3, 4, 5, 900, 2999])
-    assert np.array_equal(seg.rows(picks), x[picks])  # runs and single rows alike
-    seg.vecs = None  # type: ignore[assignment]  # a search must not touch the mapping (fault-around)
-    _, rows = seg.search(x[:3], 5, np.empty(0, np.int64))
-    assert rows[:, 0].tolist() == [0, 1, 2]
+    assert np.array_equal(seg.rows(picks), x[picks])
+    dropped: list[int] = []
+    seg._map = _CountingMap(seg._map, dropped)  # type: ignore[assignment]
+    for _ in range(3):
+        _, rows = seg.search(x[:3], 5, np.empty(0, np.int64))  # 3 queries x up to 512 re-scored rows
+        assert rows[:, 0].tolist() == [0, 1, 2]
+    assert dropped and set(dropped) == {mmap.MADV_DONTNEED}
+
+
+class _CountingMap:
+    """Stands in for the segment's mmap: records madvise calls and passes them on."""
+
+    def __init__(self, real: Any, calls: list[int]) -> None:
+        self.real, self.calls = real, calls
+
+    def madvise(self, option: int) -> None:
+        self.calls.append(option)
+        self.real.madvise(option)

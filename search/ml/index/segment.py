@@ -258,10 +258,11 @@ class Segment:
     def rows(self, positions: np.ndarray) -> np.ndarray:
         """(P, D) stored vectors at ascending row ``positions`` (a copy).
 
-        A shortlisted segment's re-scored rows are scattered, and each page fault maps 64 KB of neighbours
-        (kernel fault-around), so a long-running web process would soon have the whole file in its RSS.
-        Every ``_DROP_ROWS`` rows read (measured: 1 024 let RSS grow by 155 MB in one search, 256 by none), the process's view of the mapping is dropped (MADV_DONTNEED): the
-        pages stay in the page cache, one shared copy, and the next read maps them again.
+        A shortlisted segment's re-scored rows are scattered, and each page fault maps at least 64 KB of
+        neighbours (kernel fault-around, large page-cache folios), so a long-running web process would soon
+        have the whole file in its RSS. Every ``_DROP_ROWS`` rows read (measured: 1 024 let RSS grow by
+        155 MB within one search, 256 by nothing), the process's view of the mapping is dropped
+        (MADV_DONTNEED): the pages stay in the page cache, one shared copy, and the next read maps them again.
         """
         pos = np.asarray(positions, dtype=np.int64)
         out = np.asarray(self.vecs[pos], dtype=np.float32)

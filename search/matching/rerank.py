@@ -58,6 +58,9 @@ def _both(indexes: RerankIndexes, ids: Sequence[int]) -> np.ndarray:
     return both
 
 
+HUB_RESCORE = 128  # shortlist rows re-scored per neighbourhood look-up (the query's own: IndexConfig.rescore)
+
+
 def hub_scores(indexes: RerankIndexes, ids: Sequence[int], t: LevelThresholds) -> dict[int, float]:
     """{id: hub score}: mean of its rerank_hub_k highest blended similarities to its nearest photos."""
     cands = _both(indexes, ids)
@@ -65,7 +68,11 @@ def hub_scores(indexes: RerankIndexes, ids: Sequence[int], t: LevelThresholds) -
         return {}
     own0 = indexes.search.vectors(cands)  # (K, D0) centred
     own2 = indexes.extra.vectors(cands)  # (K, D2) centred
-    _, neighbours = indexes.search.search(own0, t.verify_top_k + 1, prepared=True)  # (K, k+1)
+    # A hub score averages a neighbourhood: an approximate one will do, so each of the K look-ups
+    # re-scores fewer shortlist rows than a query's own search (bench/README.md, "App at scale").
+    _, neighbours = indexes.search.search(
+        own0, t.verify_top_k + 1, prepared=True, rescore=HUB_RESCORE
+    )  # (K, k+1)
     hubs: dict[int, float] = {}
     for row, cand in enumerate(cands.tolist()):
         near = _both(indexes, [n for n in neighbours[row].tolist() if n >= 0 and n != cand])

@@ -50,7 +50,7 @@ class SearchableIndex(Protocol):
     def prepare(self, vectors: np.ndarray) -> np.ndarray: ...
 
     def search(
-        self, queries: np.ndarray, k: int, *, prepared: bool = False
+        self, queries: np.ndarray, k: int, *, prepared: bool = False, rescore: int | None = None
     ) -> tuple[np.ndarray, np.ndarray]: ...
 
 
@@ -67,7 +67,7 @@ class IndexConfig:
     # Segments (search.ml.index.segments): a base segment of exact_threshold rows or more gets an IVF-PQ
     # shortlist probed over `nprobe` lists; the best `rescore` codes are re-scored with the stored floats.
     nprobe: int = 256  # recall@10 0.975 at 1M rows (1024 lists), 5 ms a query: bench/README.md, "Index scale"
-    rescore: int = 512  # real photos among synthetic ones need 512 for recall@10 0.99 (bench.app_scale)
+    rescore: int = 1024  # real photos among 100k synthetic ones: 512 gave recall@10 0.84 (bench.app_scale)
     norm_tolerance: float = 1e-3  # |‖v‖ - 1| allowed for added vectors
     # Collection mean subtracted from every vector (stored and query) before re-normalising, or None.
     # Raw CNN cosines are compressed (every indoor photo looks alike); centring spreads them out

@@ -287,11 +287,14 @@ class Segment:
             return 0
         return int(self.ann.ntotal) * (int(self.ann.code_size) + 8)
 
-    def search(self, q: np.ndarray, k: int, dead: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, q: np.ndarray, k: int, dead: np.ndarray, rescore: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores (Q, k), row positions (Q, k), -inf / -1 padded) skipping ``dead`` row positions."""
         if self.ann is None:
             return self._exact(q, k, dead)
-        want = min(self.count, max(self.config.rescore, 4 * k) + int(dead.size))
+        depth = self.config.rescore if rescore is None else rescore
+        want = min(self.count, max(depth, 4 * k) + int(dead.size))
         _, rows = self.ann.search(q, want)  # (Q, want) approximate shortlist
         out_s = np.full((q.shape[0], k), _PAD, np.float32)
         out_r = np.full((q.shape[0], k), -1, np.int64)

@@ -150,8 +150,13 @@ class SegmentedIndex:
         """(N, dim) vectors as stored and searched (centred and re-normalised when the config says so)."""
         return self.pending.prepare(vectors)
 
-    def search(self, queries: np.ndarray, k: int, *, prepared: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k by inner product over every segment and the pending rows: (Q, k) scores and ids."""
+    def search(
+        self, queries: np.ndarray, k: int, *, prepared: bool = False, rescore: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k by inner product over every segment and the pending rows: (Q, k) scores and ids.
+
+        rescore: shortlist rows re-scored exactly per query in shortlisted segments (None: the config's).
+        """
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         q = as_matrix(queries, self.config.dim, "queries", check_finite=False)  # (Q, d)
@@ -162,7 +167,7 @@ class SegmentedIndex:
         for (_meta, seg), dead in zip(self.segments, self.dead_rows(), strict=True):
             if seg.count - dead.size <= 0:
                 continue
-            s, rows = seg.search(q, k, dead)  # (Q, k) row positions
+            s, rows = seg.search(q, k, dead, rescore)  # (Q, k) row positions
             scores.append(s)
             ids.append(np.where(rows >= 0, np.asarray(seg.ids)[np.maximum(rows, 0)], -1))
         if len(self.pending):

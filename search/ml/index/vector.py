@@ -155,8 +155,12 @@ class VectorIndex:
         caches = sum(a.nbytes for a in (self._lookup, self._bitmap) if a is not None)
         return total + self._label_ids.nbytes + self._sorted_ids.nbytes + self._sorted_labels.nbytes + caches
 
-    def search(self, queries: np.ndarray, k: int, *, prepared: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, queries: np.ndarray, k: int, *, prepared: bool = False, rescore: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k by inner product: scores (Q, k) float32 and ids (Q, k) int64, padded with -inf / -1.
+
+        rescore: accepted for the segments' interface; exact and HNSW indexes have no shortlist to re-score.
 
         prepared=True: the queries are stored vectors (``vectors()``), already centred.
         """

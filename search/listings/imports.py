@@ -19,6 +19,7 @@ from search.listings import ingest
 from search.listings import services as listings
 from search.listings.import_plan import ZIP_EXTENSIONS, PlannedFile, PlannedListing
 from search.listings.uploads import UploadRejected
+from search.ml.files import file_sha256
 from search.models import Job, Photo
 
 
@@ -77,7 +78,7 @@ def _digests(paths: list[Path]) -> dict[str, str]:
     digests: dict[str, str] = {}
     for path in paths:
         try:
-            digests[path.name] = ingest.file_sha256(path)
+            digests[path.name] = file_sha256(path)
         except OSError:
             continue  # ingest reports the unreadable file
     return digests

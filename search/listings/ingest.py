@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from search.listings.uploads import (
     new_staging_dir,
     stage_stream,
 )
+from search.ml.files import file_sha256
 from search.ml.images.normalise import ImageLimits, ImageRejected, Normalised, probe
 from search.models import Job, Listing, Photo, UploadBatch
 
@@ -216,15 +216,6 @@ def _dup_text(original: Photo) -> str:
     return (
         f"exact duplicate of photo #{original.pk} ({original.original_name}, listing #{original.listing_id})"
     )
-
-
-def file_sha256(path: Path) -> str:
-    """The sha256 of a file's bytes (hex), as stored in Photo.sha256_bytes; read 1 MiB at a time."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _stored_with_bytes(digest: str) -> Photo | None:

@@ -12,7 +12,6 @@ all of them and a process only pays for the pages it touches (the rows it re-sco
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import mmap
@@ -28,6 +27,7 @@ from typing import Any
 import faiss
 import numpy as np
 
+from search.ml.files import file_sha256
 from search.ml.index.config import IndexConfig, IndexCorrupt
 
 _faiss: Any = faiss
@@ -162,15 +162,6 @@ class SegmentWriter:
         """Close and delete the partial file."""
         self._fh.close()
         self.path.unlink(missing_ok=True)
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    sha = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            sha.update(chunk)
-    return sha.hexdigest()
 
 
 def segment_write(

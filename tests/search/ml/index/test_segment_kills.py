@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +10,7 @@ import pytest
 
 from search.ml.index.segments import SegmentedIndex
 from search.ml.index.store import IndexStore
-from tests.search.ml.index.test_vector import FORK_LOOP, _kill_one_writer, child_env
+from tests.search.ml.index.test_vector import _kill_one_writer, spawn_writers
 
 # Each round forks a writer that continues from the newest version on disk: it appends a batch (some
 # replacements) with removals, and every second write compacts (stage, merge, list), as the app does.
@@ -63,13 +61,7 @@ def _digest(index: SegmentedIndex) -> str:
 @pytest.mark.integration
 @pytest.mark.timeout(240)
 def test_killing_a_segment_writer_30_times_never_loses_or_tears_a_version(tmp_path: Path) -> None:
-    spawner = subprocess.Popen(
-        [sys.executable, "-c", _SPAWNER + FORK_LOOP, str(tmp_path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        env=child_env(),
-        text=True,
-    )
+    spawner = spawn_writers(_SPAWNER, tmp_path)
     rng = np.random.default_rng(1)
     reasons: set[str] = set()
     try:

@@ -359,6 +359,17 @@ for line in sys.stdin:
 KILLS = 50
 
 
+def spawn_writers(writer_source: str, root: Path) -> subprocess.Popen[str]:
+    """The forking spawner of a kill test: ``writer_source`` defines write_forever(root, seed)."""
+    return subprocess.Popen(
+        [sys.executable, "-c", writer_source + FORK_LOOP, str(root)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=child_env(),
+        text=True,
+    )
+
+
 def _kill_one_writer(spawner: subprocess.Popen[str], seed: int, delay_s: float) -> int:
     """Fork a writer, SIGKILL it delay_s after its first complete version; the last version it reported."""
     assert spawner.stdin is not None and spawner.stdout is not None
@@ -380,13 +391,7 @@ def _kill_one_writer(spawner: subprocess.Popen[str], seed: int, delay_s: float) 
 @pytest.mark.integration
 @pytest.mark.timeout(180)
 def test_killing_the_writer_50_times_always_leaves_the_previous_version_loadable(tmp_path: Path) -> None:
-    spawner = subprocess.Popen(
-        [sys.executable, "-c", _SPAWNER + FORK_LOOP, str(tmp_path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        env=child_env(),
-        text=True,
-    )
+    spawner = spawn_writers(_SPAWNER, tmp_path)
     rng = np.random.default_rng(0)
     mid_write = 0
     try:

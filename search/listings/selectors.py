@@ -6,8 +6,8 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Count, IntegerField, Q, QuerySet
-from django.db.models.functions import Coalesce
+from django.db.models import Count, F, IntegerField, Q, QuerySet
+from django.db.models.functions import Coalesce, Lower
 
 from flatsite.core import roles
 from search.models import Job, Listing, Photo, PhotoMatch
@@ -27,6 +27,23 @@ def listings_visible(user: Any) -> QuerySet[Listing]:
     if sees_every_listing(user):
         return qs
     return qs.filter(owner=user)
+
+
+# The orders the listing list offers (?sort=); the id last keeps pages stable between equal values.
+LISTING_SORTS: dict[str, tuple[Any, ...]] = {
+    "newest": ("-created_at", "-id"),
+    "oldest": ("created_at", "id"),
+    "title": (Lower("title"), "id"),
+    "price": (F("price").asc(nulls_last=True), "id"),
+}
+
+
+def listings_found(user: Any, q: str = "", sort: str = "newest") -> QuerySet[Listing]:
+    """Listings a user may see whose title, address or external id contains q, in a LISTING_SORTS order."""
+    qs = listings_visible(user)  # the role rule first: a search only narrows what the user may see
+    if q:
+        qs = qs.filter(Q(title__icontains=q) | Q(address__icontains=q) | Q(external_id__icontains=q))
+    return qs.order_by(*LISTING_SORTS[sort])
 
 
 def listing_editable(user: Any, listing_id: int) -> Listing | None:

@@ -21,7 +21,7 @@ from django.views.decorators.http import require_http_methods
 
 from flatsite.core import roles, storage
 from flatsite.core.permissions import CREATE_LISTING_DENIED, OWN_LISTING_UPLOAD_ONLY, role_required
-from flatsite.jobs.selectors import jobs_visible
+from flatsite.jobs.selectors import jobs_visible, page_of
 from search.listings import ingest, selectors
 from search.listings import services as listings
 from search.listings import upload_batches as selectors_uploads
@@ -42,10 +42,24 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "search/home.html", context)
 
 
+SORT_LABELS = {"newest": "Newest first", "oldest": "Oldest first", "title": "Title", "price": "Price"}
+
+
 @login_required
 def listing_list(request: HttpRequest) -> HttpResponse:
-    """All listings the user may see."""
-    return render(request, "search/listing_list.html", {"listings": selectors.listings_visible(request.user)})
+    """Listings the user may see: searched (?q=), sorted (?sort=), a page at a time (?page=)."""
+    q = request.GET.get("q", "").strip()
+    sort = request.GET.get("sort", "").strip() or "newest"
+    sort_ok = sort in selectors.LISTING_SORTS
+    if not sort_ok:
+        known = ", ".join(selectors.LISTING_SORTS)
+        messages.warning(request, f"Unknown sort “{sort[:40]}”: showing newest first. Known: {known}.")
+        sort = "newest"
+    page, note = page_of(selectors.listings_found(request.user, q, sort), request.GET.get("page"))
+    if note:
+        messages.info(request, note)
+    context = {"listings": page.object_list, "page": page, "q": q, "sort": sort, "sorts": SORT_LABELS}
+    return render(request, "search/listing_list.html", context, status=200 if sort_ok else 400)
 
 
 @role_required(roles.UPLOAD, CREATE_LISTING_DENIED)

@@ -328,6 +328,7 @@ def _top(scores: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.n
 # ---- process-wide cache: a segment is opened, verified and mapped once however many versions list it ----
 _open: weakref.WeakValueDictionary[tuple[str, int, int], Segment] = weakref.WeakValueDictionary()
 _verified: dict[tuple[str, int, int, str], bool] = {}
+_VERIFIED_MAX = 4096  # past this, results for files no longer on disk are forgotten (a long-lived worker)
 _open_lock = threading.Lock()
 
 
@@ -358,5 +359,19 @@ def segment_valid(path: Path, meta: SegmentMeta) -> bool:
         return False
     key = (str(path), stat.st_size, stat.st_mtime_ns, meta.sha256)
     if key not in _verified:
+        if len(_verified) >= _VERIFIED_MAX:
+            _forget_gone()
         _verified[key] = stat.st_size == meta.size and file_sha256(path) == meta.sha256
     return _verified[key]
+
+
+def _forget_gone() -> None:
+    """Drop checksum results of files that were pruned or changed since (every upload adds a segment)."""
+    for key in list(_verified):
+        try:
+            stat = os.stat(key[0])
+        except OSError:
+            del _verified[key]
+            continue
+        if (stat.st_size, stat.st_mtime_ns) != key[1:3]:
+            del _verified[key]

@@ -229,3 +229,25 @@ class _CountingMap:
     def madvise(self, option: int) -> None:
         self.calls.append(option)
         self.real.madvise(option)
+
+
+def test_checksum_results_of_pruned_segments_are_forgotten(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import search.ml.index.segment as segment_module
+    from search.ml.index.segment import SegmentMeta, segment_valid
+
+    monkeypatch.setattr(segment_module, "_verified", {})
+    monkeypatch.setattr(segment_module, "_VERIFIED_MAX", 3)
+    config = IndexConfig(dim=DIM)
+    paths = []
+    for n in range(6):  # a long-lived worker verifies every new segment; prune deletes the old ones
+        path = tmp_path / f"s{n}.seg"
+        size, sha, _ = segment_write(path, [(np.array([n]), unit(1, seed=n))], 1, config)
+        assert segment_valid(path, SegmentMeta(path.name, n, 1, size, sha))
+        paths.append(path)
+        if n >= 1:
+            paths[n - 1].unlink()
+    remembered = {key[0] for key in segment_module._verified}
+    assert len(remembered) <= 3 and str(paths[-1]) in remembered
+    assert not remembered & {str(p) for p in paths[:-2]}
